@@ -1,0 +1,1 @@
+"""The Azure ML backend, through azure-ai-ml and azure-identity (imported lazily)."""

@@ -1,0 +1,1 @@
+"""The local embedded backend: jobs as local processes, MLflow in SQLite, a local endpoint."""

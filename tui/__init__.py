@@ -1,0 +1,1 @@
+"""The Textual app. It sits on top of core; core never imports it."""

@@ -32,6 +32,7 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
         }
     )
+    (pf_home / "pf.yaml").write_text("telemetry:\n  enabled: false\n")
     yield
     os.environ.clear()
     os.environ.update(saved)

@@ -1,0 +1,69 @@
+"""The local MLflow store: tracking and registry in `<store>/mlflow.db`, artifacts beside it.
+
+Azure ML creates a job's MLflow run before the job starts and hands its id to the code
+(`MLFLOW_RUN_ID`); the local runner does the same, so the trainer's `mlflow.start_run()`
+continues the run phiops made, and a resumed job keeps logging to the same run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.backend import MetricPoint
+
+DB_FILENAME = "mlflow.db"
+ARTIFACTS_DIRNAME = "mlartifacts"
+JOB_TAG = "phiops.job"
+
+
+def tracking_uri(store: Path) -> str:
+    return f"sqlite:///{store.resolve() / DB_FILENAME}"
+
+
+def artifact_root(store: Path) -> Path:
+    return store.resolve() / ARTIFACTS_DIRNAME
+
+
+def mlflow_client(store: Path) -> Any:
+    """A client on the local store (creating it on first use)."""
+    from mlflow.tracking import MlflowClient
+
+    store.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(store)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(client: Any, name: str, store: Path) -> str:
+    """The experiment's id, creating it with its artifacts in the store (not in the cwd)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = artifact_root(store) / name.strip("/").replace("/", "_")
+    return client.create_experiment(name, artifact_location=location.as_uri())
+
+
+def create_run(store: Path, experiment_name: str, run_name: str, tags: dict[str, str]) -> tuple:
+    """Create the run a job's trainer will continue; returns (experiment_id, run_id)."""
+    client = mlflow_client(store)
+    experiment_id = ensure_experiment(client, experiment_name, store)
+    run = client.create_run(experiment_id, run_name=run_name, tags={JOB_TAG: run_name, **tags})
+    return experiment_id, run.info.run_id
+
+
+def close_run(store: Path, run_id: str, status: str) -> None:
+    """Mark the run ended when the trainer could not (it was killed): FINISHED/FAILED/KILLED."""
+    client = mlflow_client(store)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status=status)
+
+
+def metric_history(client: Any, run_id: str, keys: list[str] | None = None) -> list[MetricPoint]:
+    """Every logged value of the run's metrics (all of them unless `keys`), by key and step."""
+    names = keys if keys is not None else sorted(client.get_run(run_id).data.metrics)
+    points = [
+        MetricPoint(key, int(m.step), float(m.value), m.timestamp / 1000.0)
+        for key in names
+        for m in client.get_metric_history(run_id, key)
+    ]
+    return sorted(points, key=lambda point: (point.key, point.step, point.timestamp))

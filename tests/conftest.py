@@ -46,3 +46,84 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(folder)
     monkeypatch.delenv("PHIOPS_CONFIG", raising=False)
     return folder
+
+
+# -- trainer fixtures: a chat dataset, a tiny Phi-3 base model, a trained model ----------
+
+TRAINER = REPO / "trainer"
+CAPITALS = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Egypt", "Cairo"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+    ("Canada", "Ottawa"),
+    ("Norway", "Oslo"),
+    ("Chile", "Santiago"),
+]
+QUESTIONS = [
+    "What is the capital of {c}?",
+    "Name the capital city of {c}.",
+    "Which city is the capital of {c}?",
+]
+
+
+def chat_rows(count: int, seed: int = 0) -> list[dict]:
+    """Templated ultrachat-shaped rows a tiny model can learn in a few steps."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        country, capital = rng.choice(CAPITALS)
+        question = rng.choice(QUESTIONS).format(c=country)
+        messages = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": f"The capital of {country} is {capital}."},
+        ]
+        if index % 3 == 0:
+            messages.insert(0, {"role": "system", "content": "You answer geography questions."})
+        if index % 4 == 0:
+            other, other_capital = rng.choice(CAPITALS)
+            messages += [
+                {"role": "user", "content": f"And {other}?"},
+                {"role": "assistant", "content": f"The capital of {other} is {other_capital}."},
+            ]
+        rows.append({"prompt": question, "prompt_id": f"{seed}-{index}", "messages": messages})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chat_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small chat dataset: {"train": train.jsonl, "eval": test.jsonl}."""
+    folder = tmp_path_factory.mktemp("chat-data")
+    return {
+        "train": write_jsonl(folder / "train.jsonl", chat_rows(160, seed=0)),
+        "eval": write_jsonl(folder / "test.jsonl", chat_rows(24, seed=1)),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory: pytest.TempPathFactory, chat_dataset) -> Path:
+    """A tiny Phi-3 base model scaffolded once per session from `chat_dataset` (read-only)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("tiny-base") / "model"
+    data = [str(chat_dataset["train"]), str(chat_dataset["eval"])]
+    subprocess.run(
+        [sys.executable, str(TRAINER / "scaffold_tiny.py"), str(out), "--from-data", *data],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out

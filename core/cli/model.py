@@ -1,0 +1,77 @@
+"""`phiops model …`: scaffold an offline base model (register and list come with the registry)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+import core
+from core.cli.output import console, emit, json_option
+from core.errors import NotFoundError, PhiopsError
+
+SCAFFOLD_TINY = Path(core.__file__).resolve().parent.parent / "trainer" / "scaffold_tiny.py"
+
+
+@click.group()
+def model() -> None:
+    """Scaffold base models; register and list models."""
+
+
+def run_scaffold_tiny(out: Path, data_files: list[Path], size: str) -> dict:
+    """Run trainer/scaffold_tiny.py in the venv's Python (core never imports trainer/)."""
+    if not SCAFFOLD_TINY.is_file():
+        raise NotFoundError(f"the trainer is missing at {SCAFFOLD_TINY}; reinstall phiops.")
+    for file in data_files:
+        if not file.is_file():
+            raise NotFoundError(f"data file {file} does not exist.")
+    command = [sys.executable, str(SCAFFOLD_TINY), str(out), "--size", size, "--from-data"]
+    result = subprocess.run(
+        [*command, *map(str, data_files)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        reason = lines[-1].removeprefix("scaffold_tiny: ") if lines else "no error message"
+        raise PhiopsError(f"could not scaffold the base model: {reason}")
+    config = json.loads((out / "config.json").read_text())
+    return {
+        "path": str(out),
+        "size": size,
+        "architecture": config["architectures"][0],
+        "vocab_size": config["vocab_size"],
+        "hidden_size": config["hidden_size"],
+        "layers": config["num_hidden_layers"],
+    }
+
+
+@model.command("scaffold-tiny")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--from-data",
+    "data_files",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Chat JSONL whose text trains the tokenizer (repeat for several files).",
+)
+@click.option("--size", type=click.Choice(["tiny", "small"]), default="tiny", show_default=True)
+@json_option
+def scaffold_tiny(out: Path, data_files: tuple[Path, ...], size: str, as_json: bool) -> None:
+    """Make a tiny Phi-3-architecture base model in OUT, for offline training and demos."""
+    out = out.expanduser().resolve()
+    if as_json:
+        summary = run_scaffold_tiny(out, list(data_files), size)
+    else:
+        with console().status(f"Scaffolding a {size} Phi-3 base model…"):
+            summary = run_scaffold_tiny(out, list(data_files), size)
+
+    def human() -> None:
+        console().print(
+            f"Wrote a {size} {summary['architecture']} (hidden {summary['hidden_size']}, "
+            f"{summary['layers']} layers, vocabulary {summary['vocab_size']}) to {out}"
+        )
+
+    emit(summary, as_json, human)

@@ -38,8 +38,8 @@ class ComposedBackend:
     def resources(self) -> list[Finding]:
         raise NotImplementedError
 
-    def submit_job(self, spec: JobSpec) -> JobInfo:
-        return self._jobs.submit(spec)
+    def submit_job(self, spec: JobSpec, progress: Progress | None = None) -> JobInfo:
+        return self._jobs.submit(spec, progress=progress)
 
     def jobs(self) -> list[JobInfo]:
         return self._jobs.list()
@@ -47,8 +47,14 @@ class ComposedBackend:
     def job_status(self, name: str) -> JobInfo:
         return self._jobs.get(name)
 
-    def stream_logs(self, name: str, since: int = 0) -> AsyncIterator[LogLine]:
-        return self._jobs.stream_logs(name, since)
+    def stream_logs(self, name: str, since: int = 0, follow: bool = True) -> AsyncIterator[LogLine]:
+        return self._jobs.stream_logs(name, since, follow=follow)
+
+    def job_events(self, name: str, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+        return self._jobs.events(name, since)
+
+    def resume_job(self, name: str) -> JobInfo:
+        return self._jobs.resume(name)
 
     def metrics(self, name: str) -> list[MetricPoint]:
         return self._jobs.metrics(name)

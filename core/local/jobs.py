@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import core
-from core.backend import JobInfo, JobSpec, JobStatus, LogLine, MetricPoint
+from core.backend import JobInfo, JobSpec, JobStatus, LogLine, MetricPoint, Progress
 from core.config import Config
 from core.errors import NotFoundError, PhiopsError
 from core.jobevents import Event, read_events
@@ -37,7 +37,7 @@ from core.local.jobstore import (
     JobRecord,
     JobStore,
 )
-from core.logfollow import follow_batches
+from core.logfollow import Line, LogReader, follow_batches
 
 TRAINER_DIR = Path(core.__file__).resolve().parent.parent / "trainer"
 FINE_TUNE = TRAINER_DIR / "fine_tune.py"
@@ -75,7 +75,7 @@ class LocalJobs:
 
     # -- submitting --------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec) -> JobInfo:
+    def submit(self, spec: JobSpec, progress: Progress | None = None) -> JobInfo:
         """Snapshot the inputs, record the job, and start it now or queue it."""
         if spec.instance_count != 1:
             raise PhiopsError("the local backend runs one process per job; use instance_count 1")
@@ -214,15 +214,33 @@ class LocalJobs:
 
     # -- following the log ---------------------------------------------------------------
 
-    def stream_logs(self, name: str, since: int = 0) -> AsyncIterator[LogLine]:
-        """The job's log from byte `since`, line by line, until the job ends."""
+    def stream_logs(self, name: str, since: int = 0, follow: bool = True) -> AsyncIterator[LogLine]:
+        """The job's log from byte `since`, line by line: until the job ends, or (without
+        `follow`) what is there now."""
         self.store.read(name)  # an unknown name fails here, not at the first iteration
-        return self._lines(name, since)
+        return self._lines(name, since, follow)
 
-    async def _lines(self, name: str, since: int) -> AsyncIterator[LogLine]:
+    async def _lines(self, name: str, since: int, follow: bool) -> AsyncIterator[LogLine]:
+        if not follow:
+            for text, offset in self._snapshot(name, since):
+                yield LogLine(text, offset)
+            return
         async for batch in self.iter_batches(name, since):
             for line in batch:
                 yield line
+
+    def _snapshot(self, name: str, since: int) -> list[Line]:
+        """The complete lines written so far (and the last one too if the job is over)."""
+        reader = LogReader(self.store.path(name, STD_LOG), since)
+        try:
+            lines: list[Line] = []
+            while batch := reader.read():
+                lines += batch
+            if self._record(name).status.is_final:
+                lines += reader.read(final=True)
+            return lines
+        finally:
+            reader.close()
 
     async def iter_batches(self, name: str, since: int = 0) -> AsyncIterator[list[LogLine]]:
         """The log in batches (one per read), for UIs that add many lines at once."""

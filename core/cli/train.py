@@ -44,7 +44,7 @@ def train() -> None:
 @click.option("--max-length", type=click.IntRange(1), default=None, help="Tokens per example.")
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop after N steps.")
 @click.option("--save-steps", type=click.IntRange(1), default=None, help="Checkpoint every N.")
-@click.option("--lora/--full", default=None, help="LoRA adapters or full fine-tuning.")
+@click.option("--lora", is_flag=True, help="Train a LoRA adapter instead of every weight.")
 @click.option("--assistant-only-loss", is_flag=True, help="Compute the loss on replies only.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @json_option
@@ -60,7 +60,7 @@ def submit(
     display_name: str,
     instance_count: int,
     tags: tuple[str, ...],
-    lora: bool | None,
+    lora: bool,
     assistant_only_loss: bool,
     extra: tuple[str, ...],
     as_json: bool,
@@ -104,15 +104,15 @@ def submit(
 
 
 def trainer_args(
-    flags: dict, lora: bool | None, assistant_only_loss: bool, extra: tuple[str, ...]
+    flags: dict, lora: bool, assistant_only_loss: bool, extra: tuple[str, ...]
 ) -> list[str]:
     """The trainer's command-line options for the flags given, then the pass-through ones."""
     args: list[str] = []
     for key, flag in TRAINER_FLAGS.items():
         if flags.get(key) is not None:
             args += [flag, str(flags[key])]
-    if lora is not None:
-        args.append("--lora" if lora else "--no-lora")
+    if lora:
+        args.append("--lora")
     if assistant_only_loss:
         args.append("--assistant-only-loss")
     return args + list(extra)

@@ -40,6 +40,14 @@ from core.local.jobstore import (
 INTERRUPTED_EXIT = 75  # the trainer's "stopped on a signal after saving a checkpoint"
 DEFAULT_CANCEL_GRACE = 120.0  # seconds a trainer gets to save a checkpoint before SIGKILL
 ACTIVE = (JobStatus.NOT_STARTED, JobStatus.RUNNING)
+# What would point the trainer at another run; the supervisor sets the job's own.
+RUN_VARIABLES = {
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+}
 
 
 # -- the queue (callers hold the store's lock) -------------------------------------------
@@ -207,7 +215,7 @@ class Supervisor:
     def _trainer_env(self, record: JobRecord) -> dict[str, str]:
         from core.local.tracking import tracking_uri
 
-        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+        env = {key: value for key, value in os.environ.items() if key not in RUN_VARIABLES}
         env.update(
             MLFLOW_TRACKING_URI=tracking_uri(self.store_root),
             MLFLOW_RUN_ID=record.run_id,

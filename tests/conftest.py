@@ -127,3 +127,49 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory, chat_dataset) -> P
         timeout=120,
     )
     return out
+
+
+# Flags for a trainer run short enough for tests that still learns the chat format.
+QUICK_TRAINING = ["--max-length", "64", "--batch-size", "2", "--learning-rate", "1e-2"]
+QUICK_TRAINING += ["--warmup", "0.1", "--logging-steps", "1", "--save-steps", "1000"]
+
+
+def run_fine_tune(
+    model_dir: Path,
+    base_model: Path,
+    dataset: dict[str, Path],
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+):
+    """Run trainer/fine_tune.py as a job would; MLflow tracking only if `env` asks for it."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | (env or {})
+    paths = {
+        "--train-file": dataset["train"],
+        "--eval-file": dataset["eval"],
+        "--model-output-dir": model_dir,
+        "--base-model": base_model,
+    }
+    flags = [item for flag, path in paths.items() for item in (flag, str(path))]
+    return subprocess.run(
+        [sys.executable, str(TRAINER / "fine_tune.py"), *flags, *QUICK_TRAINING, *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, chat_dataset, tiny_base_model):
+    """A fine-tuned tiny model (read-only): D with hf_model/, mlflow_model/, events.jsonl.
+
+    Trained for 2 epochs, enough to answer in the chat format and stop at `<|end|>`.
+    """
+    out = tmp_path_factory.mktemp("trained") / "model"
+    result = run_fine_tune(out, tiny_base_model, chat_dataset, "--epochs", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

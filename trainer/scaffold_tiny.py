@@ -18,21 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chat_data import InvalidDataError, read_chat_rows
-
-END_OF_TEXT = "<|endoftext|>"
-END_OF_TURN = "<|end|>"
-SPECIAL_TOKENS = [END_OF_TEXT, END_OF_TURN, "<|user|>", "<|assistant|>", "<|system|>"]
-
-# Phi-3-mini-4k-instruct's chat template, byte for byte as TRL stores it
-# (trl/chat_templates/phi3.jinja), so TRL recognises it and can swap in its training
-# variant (with generation markers) for assistant-only loss.
-PHI3_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + "
-    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + "
-    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}"
-    "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
-)
+from phi3_chat import END_OF_TEXT, END_OF_TURN, PHI3_CHAT_TEMPLATE, SPECIAL_TOKENS
 
 
 @dataclass(frozen=True)

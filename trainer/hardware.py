@@ -1,0 +1,92 @@
+"""Choices that depend on the machine: precision, attention kernel, packing, process launch.
+
+One script serves a 2-core laptop and a multi-GPU Azure ML node, so nothing here is a
+flag the user must get right; every choice can still be overridden from the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: str  # "cuda" or "cpu"
+    gpus: int
+    dtype: str  # "bfloat16" | "float16" | "float32"
+    attention: str  # "flash_attention_2" | "sdpa" | "eager"
+    packing_strategy: str  # "bfd" needs padding-free attention; "wrapped" works everywhere
+
+
+def detect(
+    dtype: str = "auto", attention: str = "auto", packing_strategy: str = "auto"
+) -> Hardware:
+    """bf16 where the GPU supports it (fp16 on older GPUs), fp32 on CPU; FlashAttention-2
+    where it is installed on a GPU, else PyTorch's SDPA; BFD packing only with FlashAttention,
+    which is what makes padding-free batches correct."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if dtype == "auto":
+        if gpus and torch.cuda.is_bf16_supported():
+            dtype = "bfloat16"
+        else:
+            dtype = "float16" if gpus else "float32"
+    if attention == "auto":
+        attention = "flash_attention_2" if gpus and _has_flash_attention() else "sdpa"
+    if packing_strategy in ("auto", None):
+        packing_strategy = "bfd" if attention.startswith("flash_attention") else "wrapped"
+    return Hardware("cuda" if gpus else "cpu", gpus, dtype, attention, packing_strategy)
+
+
+def _has_flash_attention() -> bool:
+    from transformers.utils import is_flash_attn_2_available
+
+    return is_flash_attn_2_available()
+
+
+def is_distributed_child() -> bool:
+    """True inside a process torchrun, accelerate or Azure ML's PyTorch distribution started."""
+    return "LOCAL_RANK" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def relaunch_on_all_gpus(gpus: int, argv: list[str]) -> int:
+    """Run this script once per GPU under torchrun and return its exit code.
+
+    Used when a single process finds several GPUs (a local multi-GPU box, or an Azure ML
+    job without a `distribution` block). Azure ML's PyTorch distribution starts one
+    process per GPU itself and sets WORLD_SIZE, so this is skipped there. torchrun and the
+    workers share our process group, so a cancel's SIGTERM reaches every worker, and they
+    agree on the step to checkpoint; torchrun passes the signal on too (ignored as a
+    duplicate) and kills workers still alive 30 s later, so very large full fine-tunes
+    whose checkpoint takes longer should use Azure ML's distribution instead.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={gpus}",
+        os.path.abspath(sys.argv[0]),
+        *argv,
+    ]
+    print(f"Found {gpus} GPUs: relaunching under torchrun", flush=True)
+    child = subprocess.Popen(command)
+    signalled = []
+
+    def forward(signum: int, frame) -> None:
+        signalled.append(signum)
+        child.send_signal(signum)  # when only we were signalled; a duplicate is ignored
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    code = child.wait()
+    if signalled and code != 0:
+        from checkpoints import INTERRUPTED_EXIT
+
+        return INTERRUPTED_EXIT
+    return code

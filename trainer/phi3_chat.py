@@ -1,0 +1,71 @@
+"""Phi-3's chat format, and the tokenizer fixes that make a fine-tuned model stop talking.
+
+A model that "never stops" was trained on one end-of-turn token and served with another.
+Here the chat template decides both: training renders assistant turns ending in `<|end|>`,
+and the saved tokenizer and generation config stop generation at `<|end|>`.
+"""
+
+from __future__ import annotations
+
+END_OF_TEXT = "<|endoftext|>"
+END_OF_TURN = "<|end|>"
+ROLE_TOKENS = ["<|user|>", "<|assistant|>", "<|system|>"]
+SPECIAL_TOKENS = [END_OF_TEXT, END_OF_TURN, *ROLE_TOKENS]
+FALLBACK_PAD = "<|pad|>"
+
+# Phi-3-mini-4k-instruct's chat template, byte for byte as TRL stores it
+# (trl/chat_templates/phi3.jinja), so TRL recognises it and can swap in its training
+# variant (with generation markers) for assistant-only loss.
+PHI3_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + "
+    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + "
+    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer) -> bool:
+    """Give a tokenizer without a chat template Phi-3's; True when one was added."""
+    if tokenizer.chat_template:
+        return False
+    tokenizer.chat_template = PHI3_CHAT_TEMPLATE
+    return True
+
+
+def ensure_pad_token(tokenizer) -> bool:
+    """Make sure padding uses a real token, never the unknown token; True if one was added.
+
+    The end-of-turn token is refused too: it is what the model must learn to emit, and some
+    collators mask the pad id out of the labels. Prefer `<|endoftext|>` (Phi-3's own pad);
+    only when the vocabulary lacks it is a new `<|pad|>` added (the caller then resizes the
+    model's embeddings).
+    """
+    pad = tokenizer.pad_token
+    if pad is not None and pad not in (tokenizer.unk_token, END_OF_TURN):
+        return False
+    if END_OF_TEXT in tokenizer.get_vocab():
+        tokenizer.pad_token = END_OF_TEXT
+        return False
+    tokenizer.add_special_tokens({"pad_token": FALLBACK_PAD})
+    return True
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """The ids generation must stop at: the end-of-turn token first, then the tokenizer's eos."""
+    vocab = tokenizer.get_vocab()
+    ids = [vocab[END_OF_TURN]] if END_OF_TURN in vocab else []
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def align_generation_config(model, tokenizer) -> None:
+    """Stop generation at end of turn and pad with the tokenizer's pad token."""
+    config = model.generation_config
+    current = config.eos_token_id
+    current = [] if current is None else [current] if isinstance(current, int) else list(current)
+    wanted = stop_token_ids(tokenizer)
+    config.eos_token_id = wanted + [i for i in current if i not in wanted]
+    config.pad_token_id = tokenizer.pad_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id

@@ -170,9 +170,7 @@ class LocalJobs:
         idle = not any(record.status in ACTIVE for record in records)
         if stale or (waiting and idle):
             with self.store.locked():
-                for record in stale:
-                    settle(self.store, self.store.read(record.name))
-                start_next(self.store)
+                start_next(self.store)  # settles the dead ones first
             records = self.store.records()
         return [self.store.info(record) for record in records]
 
@@ -187,8 +185,8 @@ class LocalJobs:
         record = self.store.read(name)
         if record.status in ACTIVE and not _alive(record):
             with self.store.locked():
-                record = settle(self.store, self.store.read(name))
-                start_next(self.store)
+                start_next(self.store)  # settles it (and any other dead one) first
+                record = self.store.read(name)
         return record
 
     def log_path(self, name: str) -> Path:

@@ -164,6 +164,27 @@ def test_a_replaced_or_truncated_file_is_read_again(tmp_path: Path) -> None:
         assert index.row_count == 1 and index.row(0).data == row(200)
 
 
+def test_a_file_truncated_under_the_scan(tmp_path: Path, monkeypatch) -> None:
+    """The writer truncates while the scan is half-way: no crash, and refresh starts over."""
+    monkeypatch.setattr(index_module, "BLOCK", 256)
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"".join(line(i) for i in range(50)))
+    real_read, reads = index_module._read_at, []
+
+    def truncating_read(fd, buffer, offset, size):
+        reads.append(offset)
+        if len(reads) == 2:
+            path.write_bytes(line(300))  # shorter than the offset about to be read
+        return real_read(fd, buffer, offset, size)
+
+    monkeypatch.setattr(index_module, "_read_at", truncating_read)
+    with DatasetIndex.open(path) as index:
+        assert index.wait(timeout=5)
+        assert index.refresh()
+        index.wait(timeout=5)
+        assert index.row_count == 1 and index.row(0).data == row(300)
+
+
 def test_rows_from_many_threads_while_indexing(many: Path, monkeypatch) -> None:
     monkeypatch.setattr(index_module, "BLOCK", 4096)
     errors: list[BaseException] = []

@@ -2,15 +2,17 @@
 
 `DatasetIndex.open(path)` returns immediately; a background thread finds every line start
 and publishes them in batches, so the first rows can be shown while the rest of the file is
-still being indexed (toolong's approach). The index is a numpy array of newline offsets
-(8 bytes a row: 1.6 MB for 200,000 rows); a row is read on demand with one positional read
-and parsed, and its stats (turns, characters, validation problems) are computed only when
-asked for, with small LRU caches in front.
+still being indexed (toolong's approach). The index is an `array('q')` of newline offsets
+(8 bytes a row: 1.6 MB for 200,000 rows; numpy would do the same and cost the TUI ~0.1 s
+of import); a row is read on demand with one positional read and parsed, and its stats
+(turns, characters, validation problems) are computed only when asked for, with small LRU
+caches in front.
 
 The scan reads the file in 1 MiB blocks into one reused buffer and finds newlines with
-`bytearray.find` (memchr). A memory-mapped scan was measured too: it is ~15% faster here,
-but a file truncated while mapped raises SIGBUS, which kills the process — and a file that
-is still being written is exactly what this engine must survive (see docs/architecture.md).
+`bytearray.find` (memchr). The issue pictured a memory map; a mapped scan is a little
+faster (the benchmark times both), but a file truncated while mapped raises SIGBUS, which
+kills the process — and a file that is still being written is exactly what this engine
+must survive. Positional reads just come back short, and they meet the budget.
 
 A row is a line: blank lines are rows (shown as blank, skipped by validation) so that row
 n is always line n + 1, the number `data validate` reports. Lines end at `\\n`; a `\\r`
@@ -29,13 +31,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from core.data.jsonl import parse_line, strip_line_ending
 from core.data.rules import Problem, conversation_size, row_problems
@@ -132,16 +133,18 @@ class DatasetIndex:
     ) -> None:
         self.path = path
         self._fd = fd
-        self._identity = self._identity_of(os.fstat(fd))
+        stat = os.fstat(fd)
+        self._identity = self._identity_of(stat)
+        self._shrunk = False  # a read came back short: the file was truncated under the scan
         self._retired: list[int] = []  # descriptors of a replaced file, closed at close()
         self._on_progress = on_progress
         self._interval = progress_interval
         self._cond = threading.Condition()
         self._generation = 0  # bumped when the file is replaced or truncated
-        self._newlines = np.empty(1024, dtype=np.int64)
+        self._newlines = array("q")  # offset of every newline found, 8 bytes each
         self._count = 0  # newlines found
         self._scanned = 0  # bytes scanned
-        self._target = os.fstat(fd).st_size  # bytes the scan runs to
+        self._target = stat.st_size  # bytes the scan runs to
         self._closed = False
         self._rows = _LRU(ROW_CACHE)
         self._stats = _LRU(STATS_CACHE)
@@ -217,6 +220,8 @@ class DatasetIndex:
         index = self._resolve(index)
         with self._cond:
             self._check_open()
+            if index >= self._row_count():  # the file was replaced since _resolve
+                raise IndexError(f"row {index} is out of range: {self.path} changed")
             start, end, terminated = self._span(index)
             fd, key = self._fd, (self._generation, start, end)
             cached = self._rows.get(key)
@@ -244,6 +249,8 @@ class DatasetIndex:
         """Turns, characters and validation problems of one row, computed once."""
         index = self._resolve(index)
         with self._cond:
+            if index >= self._row_count():
+                raise IndexError(f"row {index} is out of range: {self.path} changed")
             start, end, _ = self._span(index)
             key = (self._generation, start, end)
             cached = self._stats.get(key)
@@ -290,20 +297,23 @@ class DatasetIndex:
             return False  # removed: keep showing what was there
         with self._cond:
             self._check_open()
-            same_file = self._identity_of(current) == self._identity
-            if same_file and current.st_size == self._target:
-                return False
-            if same_file and current.st_size > self._target:
-                self._target = current.st_size
-                self._cond.notify_all()
-                return True
-        fd = os.open(self.path, os.O_RDONLY) if not same_file else None
+            replaced = self._identity_of(current) != self._identity
+            if not replaced and not self._shrunk:
+                if current.st_size == self._target:
+                    return False
+                if current.st_size > self._target:  # appended to: scan the new part
+                    self._target = current.st_size
+                    self._cond.notify_all()
+                    return True
+        fd = os.open(self.path, os.O_RDONLY) if replaced else None
         with self._cond:
             if fd is not None:
                 self._retired.append(self._fd)
                 self._fd = fd
                 self._identity = self._identity_of(os.fstat(fd))
             self._generation += 1
+            self._shrunk = False
+            self._newlines = array("q")
             self._count = self._scanned = 0
             self._target = os.fstat(self._fd).st_size
             self._cond.notify_all()
@@ -343,6 +353,7 @@ class DatasetIndex:
                     return
                 if not got:  # the file shrank under the scan; refresh() will start over
                     self._target = position
+                    self._shrunk = True
                 self._append(found)
                 self._scanned = position
                 done = position >= self._target
@@ -358,14 +369,9 @@ class DatasetIndex:
                 return
 
     def _append(self, offsets: list[int]) -> None:
-        """Add newline offsets to the array, doubling it when full; lock held."""
-        needed = self._count + len(offsets)
-        if needed > len(self._newlines):
-            grown = np.empty(max(needed, 2 * len(self._newlines)), dtype=np.int64)
-            grown[: self._count] = self._newlines[: self._count]
-            self._newlines = grown
-        self._newlines[self._count : needed] = offsets
-        self._count = needed
+        """Add newline offsets; lock held."""
+        self._newlines.extend(offsets)
+        self._count = len(self._newlines)
 
     # -- closing -------------------------------------------------------------------------
 

@@ -155,6 +155,7 @@ class LocalSource:
     files: list[Path]
     split: Split | None = None
     kind: str = "local"
+    _total: int | None = None
 
     @classmethod
     def open(cls, path: Path, split: Split | None, *, explicit_split: bool) -> LocalSource:
@@ -193,7 +194,9 @@ class LocalSource:
         }
 
     def count(self) -> int:
-        return sum(_count_rows(file) for file in self.files)
+        if self._total is None:
+            self._total = sum(_count_rows(file) for file in self.files)
+        return self._total
 
     def __iter__(self) -> Iterator[SourceRow]:
         keep = self.split.positions(self.count()) if self.split and self.split.sliced else None

@@ -103,7 +103,11 @@ def prepare(
     seed: int,
     as_json: bool,
 ) -> None:
-    """Write the project's train and test files from a hub dataset, local files or the sample."""
+    """Write the project's train and test files.
+
+    From a hub dataset (default: the project's dataset_id), a local JSONL, JSON or Parquet
+    file or folder (--source), or the built-in sample (--sample), split with a seed.
+    """
     from core.data.prepare import prepare as run_prepare
     from core.data.sources import open_source
 
@@ -186,7 +190,11 @@ def validate(
     write_clean: Path | None,
     as_json: bool,
 ) -> None:
-    """Check every row of a chat JSONL FILE; exit 1 if any row is invalid."""
+    """Check every row of a chat JSONL file.
+
+    Each problem is printed with its line number, then a summary; exit 1 if any row of FILE
+    is invalid.
+    """
     from core.data.rules import REASONS
     from core.data.validate import validate_file
 
@@ -313,7 +321,10 @@ def render_row(row, stats, full: bool):
 @click.option("--full", is_flag=True, help=f"Show whole messages (else cut at {CUT} characters).")
 @json_option
 def preview(file: Path, rows_spec: str, full: bool, as_json: bool) -> None:
-    """Show rows of a chat JSONL FILE, roles coloured; opens a 1 GB file at once."""
+    """Show rows of a chat JSONL file, roles coloured.
+
+    FILE opens at once whatever its size: only the rows asked for are read.
+    """
     from core.data.index import DatasetIndex
 
     start, stop = parse_rows(rows_spec)

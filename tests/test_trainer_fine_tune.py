@@ -235,6 +235,22 @@ def test_lora_trains_and_saves_a_merged_model(
     assert losses(read_events(out))[-1] < losses(read_events(out))[0]
 
 
+def test_lora_adapter_layers_unmerged(tmp_path: Path, chat_dataset, tiny_base_model) -> None:
+    import mlflow
+
+    out = tmp_path / "model"
+    result = run_fine_tune(
+        out, tiny_base_model, chat_dataset, "--lora", "--lora-form", "layers", "--no-merge",
+        "--max-steps", "4", "--eval-strategy", "no",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((out / "hf_model" / "adapter_config.json").read_text())
+    assert set(config["target_modules"]) == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+    assert not (out / "hf_model" / "model.safetensors").exists()  # the adapter only
+    pipeline = mlflow.transformers.load_model(str(out / "mlflow_model"))  # base by path
+    assert type(pipeline.model).__name__ == "PeftModelForCausalLM"
+
+
 def test_assistant_only_loss_trains_the_stop_token(tiny_base_model: Path) -> None:
     from transformers import AutoTokenizer
     from trl.chat_template_utils import (

@@ -91,8 +91,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lora.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft)")
     lora.add_argument("--lora-r", type=int, default=16)
     lora.add_argument("--lora-alpha", type=int, default=32)
-    lora.add_argument("--lora-dropout", type=float, default=0.05)
+    lora.add_argument("--lora-dropout", type=float, default=0.0)
     lora.add_argument("--lora-target-modules", nargs="+", default=PHI3_LORA_TARGETS)
+    lora.add_argument(
+        "--lora-form",
+        choices=["auto", "layers", "weights"],
+        default="auto",
+        help="layers: PEFT adapter layers beside each projection; weights: the low-rank update "
+        "added to each projection's weight (PEFT target_parameters), which keeps no "
+        "activation-sized temporaries; auto: weights on CPU, layers on GPU",
+    )
     lora.add_argument(
         "--no-merge", action="store_true", help="save the adapter instead of a merged model"
     )
@@ -195,15 +203,29 @@ def build_config(args, hardware, output_dir: Path):
     )
 
 
-def lora_config(args):
+def lora_form(args, hardware) -> str:
+    """Where the low-rank update lives. Adapter layers add two activation-sized temporaries
+    per projection each forward, which on CPU (fragmenting glibc's heap) raises peak RSS
+    above a full fine-tune's; adding the update to the weight instead costs a weight-sized
+    temporary and a dense weight gradient: leaner on CPU, slower on a GPU (FLOP-bound)."""
+    if args.lora_form != "auto":
+        return args.lora_form
+    return "layers" if hardware.device == "cuda" else "weights"
+
+
+def lora_config(args, hardware):
     from peft import LoraConfig
 
+    targets = {"target_modules": args.lora_target_modules}
+    if lora_form(args, hardware) == "weights":
+        weights = [f"{name}.weight" for name in args.lora_target_modules]
+        targets = {"target_modules": [], "target_parameters": weights}
     return LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
-        target_modules=args.lora_target_modules,
         task_type="CAUSAL_LM",
+        **targets,
     )
 
 
@@ -241,6 +263,7 @@ def curated_params(args, hardware, model, train_rows: int, eval_rows: int) -> di
             "lora_alpha": args.lora_alpha,
             "lora_dropout": args.lora_dropout,
             "lora_target_modules": ",".join(args.lora_target_modules),
+            "lora_form": lora_form(args, hardware),
             "lora_merged": not args.no_merge,
         }
     return params
@@ -350,7 +373,7 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
         train_dataset=Dataset.from_list([{"messages": m} for m in data.train]),
         eval_dataset=Dataset.from_list([{"messages": m} for m in data.eval]),
         processing_class=tokenizer,
-        peft_config=lora_config(args) if args.lora else None,
+        peft_config=lora_config(args, hardware) if args.lora else None,
         callbacks=[
             ProgressEventsCallback(events, meter),
             MetricsCallback(tracking, meter),

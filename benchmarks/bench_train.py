@@ -282,9 +282,11 @@ def main() -> int:
         },
         "notes": "seed = the seed's recipe with eager attention (its FlashAttention-2 is not "
         "installed here); phiops picks SDPA, fp32 and wrapped packing on this CPU; lora is "
-        "phiops + --lora (rank 16, its CPU form: the update added to the weights). MFU uses "
+        "phiops + --lora as chosen for this CPU: rank-16 updates added to the weights of a "
+        "frozen bf16 base (native AVX512-BF16), adapters in fp32. MFU uses "
         "6*params per token for all three and the best fp32 matmul rate sampled before and "
-        "after each config (the 2 cores are shared).",
+        "after each config (the 2 cores are shared); lora computes in bf16, so its MFU "
+        "against the fp32 rate overstates its utilisation.",
     }
     print(json.dumps(report, indent=2))
     if not args.keep:

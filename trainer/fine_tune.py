@@ -193,9 +193,10 @@ def build_config(args, hardware, output_dir: Path):
         logging_steps=args.logging_steps,
         logging_first_step=True,
         seed=args.seed,
-        bf16=hardware.dtype == "bfloat16",
+        # Mixed precision on GPU; on CPU a bf16 (LoRA) base simply computes in bf16.
+        bf16=hardware.dtype == "bfloat16" and hardware.device == "cuda",
         fp16=hardware.dtype == "float16",
-        tf32=True if hardware.device == "cuda" else None,
+        tf32=True if hardware.device == "cuda" and hardware.dtype == "bfloat16" else None,
         report_to="none",  # MLflow is logged by mlflow_tracking, curated
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=not sys.stderr.isatty(),
@@ -352,7 +353,9 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
 
     if not sys.stderr.isatty():
         hf_logging.disable_progress_bar()
-    hardware = machine.detect(args.dtype, args.attn_implementation, args.packing_strategy)
+    hardware = machine.detect(
+        args.dtype, args.attn_implementation, args.packing_strategy, frozen_base=args.lora
+    )
     print(
         f"Hardware: {hardware.device} ({hardware.gpus} GPUs), {hardware.dtype}, "
         f"attention {hardware.attention}, packing {hardware.packing_strategy}",

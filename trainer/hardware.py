@@ -23,24 +23,43 @@ class Hardware:
 
 
 def detect(
-    dtype: str = "auto", attention: str = "auto", packing_strategy: str = "auto"
+    dtype: str = "auto",
+    attention: str = "auto",
+    packing_strategy: str = "auto",
+    frozen_base: bool = False,
 ) -> Hardware:
-    """bf16 where the GPU supports it (fp16 on older GPUs), fp32 on CPU; FlashAttention-2
-    where it is installed on a GPU, else PyTorch's SDPA; BFD packing only with FlashAttention,
-    which is what makes padding-free batches correct."""
+    """Precision, attention kernel and packing for this machine.
+
+    Precision: bf16 where the GPU supports it (fp16 on older GPUs). On CPU, fp32 for a full
+    fine-tune (the optimizer updates the weights in place, and bf16 would round the updates
+    away), but bf16 for a frozen LoRA base when the CPU computes bf16 natively: the base is
+    never updated, the adapters stay fp32, and activations take half the memory.
+    Attention: FlashAttention-2 where it is installed on a GPU, else PyTorch's SDPA.
+    Packing: BFD (padding-free) only with FlashAttention, which is what makes it correct.
+    """
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if dtype == "auto":
-        if gpus and torch.cuda.is_bf16_supported():
-            dtype = "bfloat16"
+        if gpus:
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         else:
-            dtype = "float16" if gpus else "float32"
+            dtype = "bfloat16" if frozen_base and cpu_has_native_bf16() else "float32"
     if attention == "auto":
         attention = "flash_attention_2" if gpus and _has_flash_attention() else "sdpa"
     if packing_strategy in ("auto", None):
         packing_strategy = "bfd" if attention.startswith("flash_attention") else "wrapped"
     return Hardware("cuda" if gpus else "cpu", gpus, dtype, attention, packing_strategy)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX (Linux /proc/cpuinfo); elsewhere assume not, bf16 would be emulated."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _has_flash_attention() -> bool:

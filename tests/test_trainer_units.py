@@ -1,0 +1,100 @@
+"""Trainer helpers in isolation: pad and stop tokens, data validation, events, checkpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAINER = Path(__file__).resolve().parents[1] / "trainer"
+
+
+def trainer_module(name: str):
+    """Load trainer/NAME.py under a private name, so trainer/ never lands on sys.path."""
+    spec = importlib.util.spec_from_file_location(f"_trainer_{name}", TRAINER / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pad_token_is_never_the_unknown_token(tiny_base_model: Path) -> None:
+    from tokenizers import Tokenizer, models
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    phi3_chat = trainer_module("phi3_chat")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    tokenizer.pad_token = None
+    assert phi3_chat.ensure_pad_token(tokenizer) is False  # found one, nothing to resize
+    assert tokenizer.pad_token == "<|endoftext|>"
+
+    # The seed's `pad_token = unk_token` on a vocabulary without <|endoftext|>: a new token.
+    bare = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"hi": 0, "<unk>": 1}, unk_token="<unk>")),
+        unk_token="<unk>",
+        pad_token="<unk>",
+    )
+    assert phi3_chat.ensure_pad_token(bare) is True
+    assert bare.pad_token == "<|pad|>" and bare.pad_token_id == 2
+
+
+def test_generation_stops_at_end_of_turn_first(tiny_base_model: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    phi3_chat = trainer_module("phi3_chat")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base_model)
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    phi3_chat.align_generation_config(model, tokenizer)
+    end, text = tokenizer.convert_tokens_to_ids(["<|end|>", "<|endoftext|>"])
+    assert model.generation_config.eos_token_id == [end, text]
+    assert model.generation_config.pad_token_id == tokenizer.pad_token_id
+
+
+def test_chat_rows_keep_only_messages(tmp_path: Path) -> None:
+    chat_data = trainer_module("chat_data")
+    path = tmp_path / "rows.jsonl"
+    row = {
+        "prompt": "hi",
+        "prompt_id": "1",
+        "messages": [
+            {"role": "user", "content": "hi", "extra": 1},
+            {"role": "assistant", "content": "hello"},
+        ],
+    }
+    path.write_text(json.dumps(row) + "\n\n")  # a blank line is not a row
+    assert chat_data.read_chat_rows(path) == [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    ]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(chat_data.InvalidDataError, match="no rows"):
+        chat_data.read_chat_rows(empty)
+
+
+def test_events_omit_absent_values_and_reject_unknown_phases(tmp_path: Path) -> None:
+    progress_events = trainer_module("progress_events")
+    log = progress_events.EventLog(tmp_path / "e" / "events.jsonl")
+    log.emit("training", step=3, max_steps=10, loss=float("nan"), eval_loss=None, epoch=0.5)
+    [event] = [
+        json.loads(line) for line in (tmp_path / "e" / "events.jsonl").read_text().splitlines()
+    ]
+    assert set(event) == {"time", "phase", "step", "max_steps", "epoch"}
+    with pytest.raises(ValueError):
+        log.emit("sleeping")
+    progress_events.EventLog(tmp_path / "off.jsonl", enabled=False).emit("done")
+    assert not (tmp_path / "off.jsonl").exists()  # ranks other than 0 write nothing
+
+
+def test_latest_checkpoint_ignores_incomplete_ones(tmp_path: Path) -> None:
+    checkpoints = trainer_module("checkpoints")
+    assert checkpoints.latest_checkpoint(tmp_path / "none") is None
+    for step, complete in ((5, True), (10, True), (15, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"

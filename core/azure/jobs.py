@@ -280,12 +280,21 @@ def vm_quota(ml_client: Any, vm_size: str, location: str | None) -> Quota:
         if _usage_name(usage).lower() == family.lower():
             return Quota(
                 family,
-                int(usage.current_value or 0),
+                _usage_current(usage),
                 int(usage.limit or 0),
                 int(size.v_cp_us or 0),
                 int(size.gpus or 0),
             )
     raise PhiopsError(f"Azure reports no quota for VM family {family} ({vm_size}); {QUOTA_HELP}")
+
+
+def _usage_current(usage: Any) -> int:
+    """azure-ai-ml 1.35's `Usage._from_rest_object` copies the REST dict, so the count
+    lands in `currentValue` and `current_value` stays None."""
+    value = usage.current_value
+    if value is None:
+        value = getattr(usage, "currentValue", None)
+    return int(value or 0)
 
 
 def _usage_name(usage: Any) -> str:

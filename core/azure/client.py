@@ -1,11 +1,14 @@
 """The credential and SDK clients the Azure parts share, built lazily and without network.
 
 `MLClient(...)` and the management clients make no call when constructed, so a command
-only signs in when it first talks to Azure. Tests pass stand-ins through `overrides`.
+only signs in when it first talks to Azure. Tests pass stand-ins through `overrides`
+(keyword arguments named like the properties below: `credential`, `ml_client`,
+`subscription_client`, `resource_client`, `authorization_client`, `msi_client`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +21,7 @@ class AzureClients:
 
     def __init__(self, config: Config, **overrides: Any) -> None:
         self.config = config
+        self._overrides = overrides
         self.__dict__.update(overrides)  # cached_property reads instance attributes first
 
     def require(self, *keys: str) -> None:
@@ -29,11 +33,22 @@ class AzureClients:
                 f"(`phiops config set {missing[0]} …`, or `phiops config init --from-azure`)"
             )
 
+    def for_subscription(self, subscription_id: str) -> AzureClients:
+        """The same sign-in (and stand-ins) aimed at another subscription, for discovery."""
+        config = dataclasses.replace(self.config, subscription_id=subscription_id)
+        return type(self)(config, **{**self._overrides, "credential": self.credential})
+
     @cached_property
     def credential(self) -> Any:
         from core.azure.credentials import make_credential
 
         return make_credential(self.config.credential)
+
+    def ensure_signed_in(self) -> None:
+        """Get a management token now: "not signed in" is one sentence, said first."""
+        from core.azure.credentials import ensure_signed_in
+
+        ensure_signed_in(self.credential, self.config.credential)
 
     @cached_property
     def ml_client(self) -> Any:
@@ -46,3 +61,34 @@ class AzureClients:
             resource_group_name=self.config.resource_group,
             workspace_name=self.config.workspace,
         )
+
+    @cached_property
+    def subscription_client(self) -> Any:
+        """Subscriptions the credential can see; not tied to one subscription."""
+        from azure.mgmt.resource.subscriptions import SubscriptionClient
+
+        return SubscriptionClient(self.credential)
+
+    @cached_property
+    def resource_client(self) -> Any:
+        """Resource groups and generic resources (the workspace's linked resources)."""
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        self.require("subscription_id")
+        return ResourceManagementClient(self.credential, self.config.subscription_id)
+
+    @cached_property
+    def authorization_client(self) -> Any:
+        """Role assignments."""
+        from azure.mgmt.authorization import AuthorizationManagementClient
+
+        self.require("subscription_id")
+        return AuthorizationManagementClient(self.credential, self.config.subscription_id)
+
+    @cached_property
+    def msi_client(self) -> Any:
+        """User-assigned managed identities."""
+        from azure.mgmt.msi import ManagedServiceIdentityClient
+
+        self.require("subscription_id")
+        return ManagedServiceIdentityClient(self.credential, self.config.subscription_id)

@@ -112,7 +112,9 @@ class AzureWorld:
 
         class PatchedClients(real):  # type: ignore[misc, valid-type]
             def __init__(self, config: Any, **overrides: Any) -> None:
-                super().__init__(config, **{**world.overrides(config), **overrides})
+                super().__init__(config, **overrides)
+                for name, stand_in in world.overrides(config).items():
+                    self.__dict__.setdefault(name, stand_in)  # explicit overrides win
 
         monkeypatch.setattr(client_module, "AzureClients", PatchedClients)
 

@@ -165,7 +165,8 @@ class Ensurer:
         if identity_known:
             for need in ROLE_NEEDS:
                 new_scope = group_missing if need.target == RESOURCE_GROUP else workspace_missing
-                if identity_missing or new_scope or need.finding in absent:
+                scope_exists = new_scope or bool(self._scope(need))
+                if scope_exists and (identity_missing or new_scope or need.finding in absent):
                     steps.append(
                         Step(
                             need.finding,
@@ -273,17 +274,22 @@ class Ensurer:
             )
         return self.workspace
 
+    def _scope(self, need: RoleNeed) -> str | None:
+        """The resource the role applies to, if it exists: the group, or the workspace's
+        storage account or registry."""
+        if need.target == RESOURCE_GROUP:
+            return resource_group_id(self.config)
+        attribute = "storage_account" if need.target == STORAGE else "container_registry"
+        return getattr(self.workspace, attribute, None) if self.workspace is not None else None
+
     def _grant(self, need: RoleNeed) -> Callable[[Progress], None]:
         def grant(say: Progress) -> None:
             from azure.core.exceptions import ResourceExistsError
 
             principal = str(self._identity().principal_id)
-            if need.target == RESOURCE_GROUP:
-                scope = resource_group_id(self.config)
-            else:
-                workspace = self._workspace()
-                attribute = "storage_account" if need.target == STORAGE else "container_registry"
-                scope = getattr(workspace, attribute, None) if workspace is not None else None
+            if need.target != RESOURCE_GROUP:
+                self._workspace()  # the one this run created, or the one that exists
+            scope = self._scope(need)
             if not scope:
                 say(f"skipped {need.role}: the workspace has no {need.target}")
                 return

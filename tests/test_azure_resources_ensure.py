@@ -189,3 +189,15 @@ def test_a_wrong_subscription_plans_nothing(config: Config) -> None:
     plan = plan_resources(config, world.clients(config))
     assert plan.steps == []
     assert plan.manual[0].name == "subscription" and plan.manual[0].state == FindingState.WRONG
+
+
+def test_settings_left_empty_are_not_invented(config: Config) -> None:
+    config.workspace = ""
+    config.identity_name = ""
+    world = AzureWorld()
+    plan = plan_resources(config, world.clients(config))
+    assert [step.fixes for step in plan.steps] == ["resource group"]
+    manual = {item.name: item for item in plan.manual}
+    assert manual["managed identity"].fix.startswith("`phiops config set identity_name")
+    plan.apply()
+    assert world.created == [("resource group", "phi3-rg")]

@@ -112,7 +112,7 @@ def test_ensure_dry_run_then_yes_then_again(world: AzureWorld, project: Path, ca
 
     code, out, err = phiops(capsys, "resources", "ensure", "--yes")
     assert code == 0, err
-    assert "Created 8: create resource group phi3-rg in eastus2;" in out
+    assert "Done:\n  ✓ create resource group phi3-rg in eastus2\n" in out
     assert len(world.created) == 8
     identity = world.identities[SUBSCRIPTION, "phi3-rg", "phi3-identity"]
     assert load_config(project / "phiops.toml").identity_client_id == identity.client_id

@@ -61,6 +61,11 @@ class RoleNeed:
     def finding(self) -> str:
         return f"role {self.role}"
 
+    def scope_in(self, workspace: Any) -> str | None:
+        """The ARM id the role applies to, for a workspace-linked target (else None)."""
+        attribute = {STORAGE: "storage_account", REGISTRY: "container_registry"}.get(self.target)
+        return getattr(workspace, attribute, None) if attribute and workspace is not None else None
+
 
 ROLE_NEEDS = (
     RoleNeed("Contributor", "b24988ac-6180-42a0-ab88-20f7382dd24c", RESOURCE_GROUP),

@@ -24,7 +24,6 @@ from core.azure.blueprint import (
     LINKED,
     RESOURCE_GROUP,
     ROLE_NEEDS,
-    STORAGE,
     WORKSPACE,
     RoleNeed,
     build_cluster,
@@ -124,7 +123,7 @@ class Ensurer:
         absent = survey.absent
         steps: list[Step] = []
         group_missing = RESOURCE_GROUP in absent
-        workspace_missing = group_missing or WORKSPACE in absent
+        workspace_missing = bool(config.workspace) and (group_missing or WORKSPACE in absent)
         identity_missing = bool(config.identity_name) and (group_missing or IDENTITY in absent)
         identity_known = identity_missing or survey.identity is not None
         compute_missing = workspace_missing or COMPUTE in absent
@@ -136,7 +135,7 @@ class Ensurer:
                     self.create_resource_group,
                 )
             )
-        if workspace_missing and config.workspace:
+        if workspace_missing:
             steps.append(
                 Step(
                     WORKSPACE,
@@ -174,7 +173,7 @@ class Ensurer:
                             self._grant(need),
                         )
                     )
-        if compute_missing and config.compute_name and config.workspace:
+        if compute_missing and config.compute_name:
             steps.append(
                 Step(
                     COMPUTE,
@@ -279,8 +278,7 @@ class Ensurer:
         storage account or registry."""
         if need.target == RESOURCE_GROUP:
             return resource_group_id(self.config)
-        attribute = "storage_account" if need.target == STORAGE else "container_registry"
-        return getattr(self.workspace, attribute, None) if self.workspace is not None else None
+        return need.scope_in(self.workspace)
 
     def _grant(self, need: RoleNeed) -> Callable[[Progress], None]:
         def grant(say: Progress) -> None:

@@ -31,7 +31,6 @@ from core.azure.blueprint import (
     REGISTRY,
     RESOURCE_GROUP,
     ROLE_NEEDS,
-    STORAGE,
     SUBSCRIPTION,
     WORKSPACE,
     RoleNeed,
@@ -104,12 +103,10 @@ class Survey:
 
     config: Config
     findings: dict[str, Finding] = field(default_factory=dict)
-    subscription_ok: bool = False
     resource_group_exists: bool | None = None
     workspace: Any = None
     identity: Any = None
     compute: Any = None
-    assigned: dict[str, bool | None] = field(default_factory=dict)
     absent: set[str] = field(default_factory=set)  # findings Azure confirmed do not exist
     extra: list[Finding] = field(default_factory=list)
 
@@ -225,7 +222,6 @@ class Checker:
             FindingState.OK,
             f"{name} ({config.subscription_id}), {state or 'enabled'}",
         )
-        self.survey.subscription_ok = True
         return True
 
     def _visible_subscriptions(self) -> str:
@@ -408,12 +404,7 @@ class Checker:
     def role_scope(self, need: RoleNeed) -> str | None:
         if need.target == RESOURCE_GROUP:
             return resource_group_id(self.config) if self.survey.resource_group_exists else None
-        workspace = self.survey.workspace
-        if workspace is None:
-            return None
-        return getattr(
-            workspace, "storage_account" if need.target == STORAGE else "container_registry"
-        )
+        return need.scope_in(self.survey.workspace)
 
     def roles(self) -> None:
         identity = self.survey.identity
@@ -430,7 +421,6 @@ class Checker:
                         f"{need.role} waits for the workspace's container registry",
                         az_registry_attach(self.config),
                     )
-                    self.survey.assigned[need.role] = None
                 continue
             principal = str(identity.principal_id)
             try:
@@ -442,10 +432,8 @@ class Checker:
                 self.survey.denied(
                     need.finding, f"role assignments on {last_segment(scope)}", str(error)
                 )
-                self.survey.assigned[need.role] = None
                 continue
             match = self._matching(found, need, principal, scope)
-            self.survey.assigned[need.role] = match is not None
             where = f"{need.target} {last_segment(scope)}"
             if match is None:
                 self.survey.absent.add(need.finding)

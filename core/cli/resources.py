@@ -47,7 +47,10 @@ def findings_table(findings: list[Finding], title: str = "") -> Any:
         if item.state != FindingState.OK and not item.required:
             icon = "[yellow]✗[/]" if item.state != FindingState.UNKNOWN else icon
         state = str(item.state) + ("" if item.required else " (optional)")
-        table.add_row(icon, escape(item.name), state, escape(item.detail), escape(item.fix))
+        style = "dim" if item.state == FindingState.UNKNOWN and not item.fix else None
+        table.add_row(
+            icon, escape(item.name), state, escape(item.detail), escape(item.fix), style=style
+        )
     return table
 
 
@@ -146,8 +149,12 @@ def ensure(app: AppContext, dry_run: bool, yes: bool, device_code: bool, as_json
     report = EnsureReport(plan, plan.done, False, findings)
 
     def human() -> None:
+        from rich.markup import escape
+
         out = console()
-        out.print(f"\nCreated {len(plan.done)}: " + "; ".join(plan.done) + ".")
+        out.print("\n[bold]Done:[/]")
+        for action in plan.done:
+            out.print(f"  [green]✓[/] {escape(action)}")
         out.print(findings_table(findings, "Azure resources now"))
 
     emit(report.to_dict(), as_json, human)

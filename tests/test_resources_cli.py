@@ -233,3 +233,22 @@ def test_not_logged_in_through_the_real_console_script(
     assert result.stderr.count("\n") == 1, result.stderr  # one sentence, no SDK page
     assert "Traceback" not in result.stderr
     assert elapsed < 20, elapsed
+
+
+def test_resources_modules_import_no_sdk() -> None:
+    """The SDKs load only when Azure is talked to: `phiops resources --help` stays instant."""
+    import subprocess
+    import sys
+
+    modules = (
+        "core.cli.resources core.azure.resources core.azure.ensure core.azure.discover "
+        "core.azure.credentials core.azure.client core.azure.blueprint core.local.resources"
+    )
+    code = (
+        f"import importlib, sys\nfor name in {modules.split()!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('azure', 'torch', 'mlflow'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,38 @@
+"""What the TUI's tabs share: the project's config and one backend, built off the UI thread.
+
+Tabs reach it as `self.app.services`. `backend()` may touch the disk (and, on Azure, sign
+in), so call it only from a worker; the config is loaded once at start-up and is cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.backend import Backend
+    from core.config import Config
+
+
+@dataclass
+class Services:
+    config: Config
+    backend_name: str | None = None
+    _backend: Backend | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def backend(self) -> Backend:
+        """The backend the app works on; built once, from a worker thread."""
+        with self._lock:
+            if self._backend is None:
+                from core.backends import get_backend
+
+                self._backend = get_backend(self.config, self.backend_name)
+            return self._backend
+
+    def switch_backend(self, name: str) -> None:
+        """Use another backend from now on (the next `backend()` call builds it)."""
+        with self._lock:
+            self.backend_name = name
+            self._backend = None

@@ -1,0 +1,13 @@
+"""The app's tabs, in the order they appear: (id, title, "module:Class").
+
+Each tab is a widget built with no arguments that reaches the services through
+`self.app.services`; the app imports a tab's module only when it builds the tab.
+"""
+
+TABS: list[tuple[str, str, str]] = [
+    ("resources", "Resources", "tui.tabs.resources:ResourcesTab"),
+    ("dataset", "Dataset", "tui.tabs.dataset:DatasetTab"),
+    ("jobs", "Jobs", "tui.tabs.jobs:JobsTab"),
+    ("deployments", "Deployments", "tui.tabs.deployments:DeploymentsTab"),
+    ("chat", "Chat", "tui.tabs.chat:ChatTab"),
+]

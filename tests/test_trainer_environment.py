@@ -60,3 +60,16 @@ def test_pins_match_what_the_tests_ran_with() -> None:
         if name in {"mlflow", "azureml-mlflow"}:
             continue  # azureml-mlflow caps mlflow at 3.15; see requirements.txt
         assert version(name).split("+")[0] == pinned, name
+
+
+def test_the_project_pins_the_trainer_versions() -> None:
+    """pyproject.toml installs what the Azure ML job installs, so local runs test the same."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = dict(spec.split("==") for spec in declared if "==" in spec)
+    for name, pinned in requirements().items():
+        if name in {"torch", "mlflow", "azureml-mlflow"}:
+            continue  # torch comes from bootstrap.sh; mlflow: see requirements.txt
+        assert pins.get(name) == pinned, name

@@ -1,0 +1,307 @@
+"""The Deployments tab's dialogs: confirm, deploy a model version, shift traffic.
+
+Each is a modal screen that returns a plain value through `dismiss` and does no work of
+its own; the tab runs the operation in a worker. Keyboard first: Escape cancels, Tab moves,
+Enter in an input submits, and a destructive dialog opens with Cancel focused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+if TYPE_CHECKING:
+    from core.backend import EndpointInfo, ModelVersion
+
+
+class Dialog(ModalScreen):
+    """A centred box that fits 80×24; Escape cancels."""
+
+    DEFAULT_CSS = """
+    Dialog { align: center middle; }
+    Dialog > #dialog {
+        width: 74; max-width: 100%; height: auto; max-height: 100%;
+        border: round $primary; background: $surface; padding: 0 1;
+    }
+    Dialog .dialog-title { text-style: bold; width: 1fr; margin-bottom: 1; }
+    Dialog .dialog-warning { color: $warning; margin-top: 1; }
+    Dialog .dialog-error { color: $error; height: auto; }
+    Dialog .dialog-hint { color: $text-muted; }
+    Dialog .dialog-buttons { height: auto; align-horizontal: right; margin-top: 1; }
+    Dialog .dialog-buttons Button { margin-left: 1; min-width: 10; }
+    Dialog Label { margin-top: 1; }
+    Dialog OptionList { height: auto; max-height: 6; }
+    Dialog Input { width: 1fr; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel")
+    ]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(Dialog):
+    """Yes/no for anything destructive; returns True only when the user confirms."""
+
+    def __init__(self, title: str, body: str, confirm: str = "Delete", warning: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.confirm_label = confirm
+        self.warning = warning
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.body, id="confirm-body", markup=False)
+            if self.warning:
+                yield Static(self.warning, classes="dialog-warning", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button(self.confirm_label, id="confirm", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(False)
+
+    @on(Button.Pressed, "#confirm")
+    def _confirm(self) -> None:
+        self.dismiss(True)
+
+
+@dataclass
+class DeployRequest:
+    model: ModelVersion
+    endpoint: str
+    deployment: str | None
+    traffic: int
+
+
+def parse_share(text: str) -> int:
+    """A traffic share typed by the user, 0..100, or a ValueError with the sentence to show."""
+    try:
+        share = int(text.strip().rstrip("%"))
+    except ValueError:
+        raise ValueError(f"Traffic must be a whole number from 0 to 100, not {text!r}.") from None
+    if not 0 <= share <= 100:
+        raise ValueError(f"Traffic must be from 0 to 100, not {share}.")
+    return share
+
+
+class DeployScreen(Dialog):
+    """Pick a registered model version and where it goes; returns a `DeployRequest`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Deploy", id="dialog.submit")
+    ]
+
+    def __init__(
+        self,
+        models: list[ModelVersion],
+        endpoints: list[EndpointInfo],
+        endpoint: str,
+        warning: str = "",
+    ) -> None:
+        super().__init__()
+        self.models = models
+        self.endpoints = {info.name: info for info in endpoints}
+        self.default_endpoint = endpoint
+        self.warning = warning
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("Deploy a model version", classes="dialog-title")
+            yield OptionList(
+                *[Option(_model_label(model), id=model.ref) for model in self.models],
+                id="deploy-models",
+            )
+            with Horizontal(classes="dialog-row"):
+                with Vertical():
+                    yield Label("Endpoint")
+                    yield Input(self.default_endpoint, id="deploy-endpoint")
+                with Vertical():
+                    yield Label("Deployment")
+                    yield Input(id="deploy-deployment")
+                with Vertical(classes="dialog-narrow"):
+                    yield Label("Traffic %")
+                    yield Input("100", id="deploy-traffic", type="integer", max_length=3)
+            yield Static("", id="deploy-hint", classes="dialog-hint")
+            yield Static("", id="deploy-error", classes="dialog-error")
+            if self.warning:
+                yield Static(self.warning, classes="dialog-warning", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Deploy", id="submit", variant="primary")
+
+    DEFAULT_CSS = """
+    DeployScreen .dialog-row { height: auto; }
+    DeployScreen .dialog-row Vertical { height: auto; width: 1fr; }
+    DeployScreen .dialog-row .dialog-narrow { width: 13; }
+    """
+
+    def on_mount(self) -> None:
+        options = self.query_one("#deploy-models", OptionList)
+        options.highlighted = 0
+        options.focus()
+        self._update_hint()
+
+    @on(Input.Changed, "#deploy-endpoint")
+    def _update_hint(self) -> None:
+        from core.bluegreen import next_deployment_name
+
+        endpoint = self.query_one("#deploy-endpoint", Input).value.strip()
+        info = self.endpoints.get(endpoint)
+        existing = [d.name for d in info.deployments] if info else []
+        self.query_one("#deploy-deployment", Input).placeholder = next_deployment_name(existing)
+        if info and existing:
+            hint = (
+                f"{endpoint} has {', '.join(existing)}; the new deployment takes its share "
+                "after a smoke test, the others keep the rest."
+            )
+        else:
+            hint = f"A new endpoint {endpoint or '…'} is created for it."
+        self.query_one("#deploy-hint", Static).update(hint)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#submit")
+    def action_submit(self) -> None:
+        error = self.query_one("#deploy-error", Static)
+        options = self.query_one("#deploy-models", OptionList)
+        if options.highlighted is None:
+            error.update("Pick a model version first.")
+            return
+        endpoint = self.query_one("#deploy-endpoint", Input).value.strip()
+        if not endpoint:
+            error.update("Name the endpoint to deploy to.")
+            return
+        try:
+            traffic = parse_share(self.query_one("#deploy-traffic", Input).value)
+        except ValueError as problem:
+            error.update(str(problem))
+            return
+        deployment = self.query_one("#deploy-deployment", Input).value.strip() or None
+        model = self.models[options.highlighted]
+        self.dismiss(DeployRequest(model, endpoint, deployment, traffic))
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _model_label(model: ModelVersion) -> str:
+    import time
+
+    parts = [model.ref]
+    if model.job_name:
+        parts.append(f"job {model.job_name}")
+    if model.created_at:
+        parts.append(time.strftime("%Y-%m-%d %H:%M", time.localtime(model.created_at)))
+    return "  ·  ".join(parts)
+
+
+class TrafficScreen(Dialog):
+    """Give one deployment a share; the others scale down. Returns the new split."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Apply", id="dialog.submit")
+    ]
+
+    def __init__(self, endpoint: EndpointInfo) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.current = {d.name: endpoint.traffic.get(d.name, 0) for d in endpoint.deployments}
+        self.plan: dict[str, int] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"Shift traffic on {self.endpoint.name}", classes="dialog-title")
+            yield OptionList(
+                *[
+                    Option(
+                        f"{d.name:<10} {self.current[d.name]:>3}%  {d.model}  {d.state}", id=d.name
+                    )
+                    for d in self.endpoint.deployments
+                ],
+                id="traffic-deployments",
+            )
+            yield Label("Share for the highlighted deployment (%)")
+            yield Input(id="traffic-share", type="integer", max_length=3)
+            yield Static("", id="traffic-plan")
+            yield Static("", id="traffic-error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Apply", id="submit", variant="primary")
+
+    def on_mount(self) -> None:
+        options = self.query_one("#traffic-deployments", OptionList)
+        # Start on the deployment with the least traffic: the usual one to shift towards.
+        names = list(self.current)
+        options.highlighted = names.index(min(names, key=lambda n: self.current[n]))
+        options.focus()
+
+    @on(OptionList.OptionHighlighted, "#traffic-deployments")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        name = event.option.id or ""
+        share = 100 if self.current.get(name, 0) < 100 else 0
+        self.query_one("#traffic-share", Input).value = str(share)
+        self._update_plan()
+
+    @on(OptionList.OptionSelected, "#traffic-deployments")
+    def _selected(self) -> None:
+        self.query_one("#traffic-share", Input).focus()
+
+    @on(Input.Changed, "#traffic-share")
+    def _update_plan(self) -> None:
+        from core.bluegreen import shift_traffic
+        from core.errors import PhiopsError
+
+        plan_view = self.query_one("#traffic-plan", Static)
+        error = self.query_one("#traffic-error", Static)
+        options = self.query_one("#traffic-deployments", OptionList)
+        self.plan = None
+        if options.highlighted is None:
+            return
+        name = list(self.current)[options.highlighted]
+        try:
+            share = parse_share(self.query_one("#traffic-share", Input).value)
+            self.plan = shift_traffic(self.current, name, share)
+        except (ValueError, PhiopsError) as problem:
+            plan_view.update("")
+            error.update(str(problem))
+            return
+        error.update("")
+        plan_view.update(
+            "  ".join(
+                f"{dep} {self.current.get(dep, 0)}% → {pct}%" for dep, pct in self.plan.items()
+            )
+        )
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#submit")
+    def action_submit(self) -> None:
+        if self.plan is None:
+            return
+        if self.plan == self.current:
+            self.query_one("#traffic-error", Static).update("That is the split already.")
+            return
+        self.dismiss(self.plan)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,22 @@
+"""Turn an exception into the one sentence a tab shows, with any known key masked.
+
+Workers catch everything (a worker that raises would take the app down or vanish silently)
+and post this sentence; a `PhiopsError` already is one, anything else is a bug worth naming.
+"""
+
+from __future__ import annotations
+
+
+def error_sentence(error: BaseException, doing: str = "") -> str:
+    """`PhiopsError` → its message; anything else → what failed and why, redacted."""
+    from core.errors import PhiopsError
+    from core.secrets import redact
+
+    if isinstance(error, PhiopsError):
+        text = str(error)
+    else:
+        detail = str(error) or type(error).__name__
+        prefix = f"{doing} failed" if doing else "Failed"
+        text = f"{prefix}: {type(error).__name__}: {detail}"
+    text = redact(text.strip())
+    return text if text.endswith((".", "!", "?")) else text + "."

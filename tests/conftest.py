@@ -32,7 +32,8 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
         }
     )
-    (pf_home / "pf.yaml").write_text("telemetry:\n  enabled: false\n")
+    # trace destination none: `pf flow test` would otherwise leave a tracing service running
+    (pf_home / "pf.yaml").write_text("telemetry:\n  enabled: false\ntrace:\n  destination: none\n")
     yield
     os.environ.clear()
     os.environ.update(saved)

@@ -84,6 +84,19 @@ class AzureWorld:
     denied: set[str] = field(default_factory=set)  # operation names that answer 403
     created: list[tuple[str, str]] = field(default_factory=list)
     token_requests: int = 0
+    # Deploy: the model registry, online endpoints and their deployments, keyed like computes
+    # (subscription, group, workspace, name...), stored in the REST form the SDK sends.
+    models: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
+    endpoints: dict[tuple[str, str, str, str], Any] = field(default_factory=dict)
+    deployments: dict[tuple[str, str, str, str, str], Any] = field(default_factory=dict)
+    endpoint_keys: dict[tuple[str, str, str, str], tuple[str, str]] = field(default_factory=dict)
+    deployment_logs: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    failing_deployments: dict[str, str] = field(default_factory=dict)  # name -> why it fails
+    broken_deployments: dict[str, str] = field(default_factory=dict)  # name -> its /score body
+    invocations: list[dict[str, Any]] = field(default_factory=list)  # what reached /score
+    updates: list[tuple[str, str]] = field(default_factory=list)  # changes to what existed
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    jobs: dict[str, Any] = field(default_factory=dict)
 
     # -- wiring ----------------------------------------------------------------------
 
@@ -237,6 +250,24 @@ class AzureWorld:
         stored._provisioning_state = "Succeeded"
         self.computes[subscription, group.lower(), workspace, compute.name] = stored
         return stored
+
+
+def add_job(world: AzureWorld, name: str, status: str = "Completed", **tags: str) -> Any:
+    """A finished command job, as `ml_client.jobs.get` answers for it."""
+    from azure.ai.ml.entities import CommandJob
+
+    job = CommandJob(
+        name=name,
+        display_name=name,
+        experiment_name="phi3-finetune",
+        command="python fine_tune.py",
+        environment="azureml:phi3-finetune-env:1",
+        compute="gpu-cluster",
+        tags={"phiops": "fine-tune", **tags},
+    )
+    job._status = status
+    world.jobs[name] = job
+    return job
 
 
 class StandInCredential:
@@ -615,6 +646,422 @@ class ComputeOperations:
         return [Usage._from_rest_object(item) for item in rest]
 
 
+# -- azure-ai-ml: models, online endpoints and deployments, jobs (deploy area) -------------
+
+
+def bad_request(code: str, message: str, status: int = 400) -> Exception:
+    from azure.core.exceptions import HttpResponseError
+
+    error = HttpResponseError(f"({code}) {message}")
+    error.status_code = status
+    return error
+
+
+class _WorkspaceScoped:
+    def __init__(self, world: AzureWorld, subscription: str, group: str, workspace: str) -> None:
+        self.world = world
+        self.key = (subscription, group.lower(), workspace)
+        self.group = group
+
+    @property
+    def workspace_id(self) -> str:
+        subscription, _, workspace = self.key
+        return (
+            f"{rg_id(subscription, self.group)}/providers/"
+            f"Microsoft.MachineLearningServices/workspaces/{workspace}"
+        )
+
+    @property
+    def location(self) -> str:
+        found = self.world.workspaces.get(self.key)
+        return found.location if found is not None else LOCATION
+
+    def _require_workspace(self) -> None:
+        if self.key not in self.world.workspaces:
+            raise not_found("WorkspaceNotFound", f"Workspace {self.key[2]} not found.")
+
+
+class ModelOperations(_WorkspaceScoped):
+    """`ml_client.models`: versions numbered by the service when none is given."""
+
+    def create_or_update(self, model: Any) -> Any:
+        from datetime import UTC, datetime
+
+        from azure.ai.ml._restclient.arm_ml_service.models import FlavorData, SystemData
+        from azure.ai.ml.entities import Model
+
+        assert isinstance(model, Model), type(model)
+        assert model.name and model.path and model.type, "a model needs name, path and type"
+        self._require_workspace()
+        versions = self.world.models.setdefault((*self.key, model.name), {})
+        version = model.version or str(
+            max((int(v) for v in versions if v.isdigit()), default=0) + 1
+        )
+        if version in versions:
+            raise bad_request("Conflict", f"Model {model.name}:{version} already exists.", 409)
+        rest = model._to_rest_object()
+        rest.id = f"{self.workspace_id}/models/{model.name}/versions/{version}"
+        rest.name = version
+        rest.system_data = SystemData(created_at=datetime.now(UTC), created_by="stand-in")
+        # The service reads the flavours from the MLmodel file; the trainer's is transformers.
+        rest.properties.flavors = (
+            {"transformers": FlavorData(data={"task": "text-generation"})}
+            if model.type == "mlflow_model"
+            else {}
+        )
+        versions[version] = rest
+        self.world.record("model", f"{model.name}:{version}")
+        return Model._from_rest_object(rest)
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Any:
+        from azure.ai.ml.entities import Model
+
+        assert bool(version) != bool(label), "give a version or a label"
+        self._require_workspace()
+        versions = self.world.models.get((*self.key, name), {})
+        if label == "latest" and versions:
+            version = max(versions, key=lambda v: int(v) if v.isdigit() else 0)
+        if version not in versions:
+            raise not_found("UserError", f"Model container {name} version {version} not found.")
+        return Model._from_rest_object(versions[version])
+
+    def list(self, name: str | None = None, stage: str | None = None, **kwargs: Any) -> list[Any]:
+        from azure.ai.ml._restclient.arm_ml_service.models import (
+            ModelContainer,
+            ModelContainerProperties,
+        )
+        from azure.ai.ml.entities import Model
+
+        self._require_workspace()
+        if name:
+            versions = self.world.models.get((*self.key, name), {})
+            return [Model._from_rest_object(rest) for rest in versions.values()]
+        containers = []
+        for key, versions in self.world.models.items():
+            if key[:3] == self.key and versions:
+                container = ModelContainer(
+                    properties=ModelContainerProperties(latest_version=max(versions, key=int))
+                )
+                container.id = f"{self.workspace_id}/models/{key[3]}"
+                container.name = key[3]
+                containers.append(Model._from_container_rest_object(container))
+        return containers
+
+    def model_arm_id(self, reference: str) -> str:
+        """`azureml:name:version` as the SDK's orchestrator resolves it (or not found)."""
+        _, name, version = reference.split(":")
+        versions = self.world.models.get((*self.key, name), {})
+        if version not in versions:
+            raise not_found("UserError", f"Model container {name} version {version} not found.")
+        return f"{self.workspace_id}/models/{name}/versions/{version}"
+
+
+class OnlineEndpointOperations(_WorkspaceScoped):
+    """`ml_client.online_endpoints`, keeping azure-ai-ml 1.35's signatures and checks."""
+
+    def _rest(self, name: str) -> Any:
+        self._require_workspace()
+        try:
+            return self.world.endpoints[(*self.key, name)]
+        except KeyError:
+            raise not_found(
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.MachineLearningServices/workspaces/{self.key[2]}/"
+                f"onlineEndpoints/{name}' under resource group '{self.group}' was not found.",
+            ) from None
+
+    def _deployments(self, name: str) -> dict[str, Any]:
+        return {
+            key[4]: rest
+            for key, rest in self.world.deployments.items()
+            if key[:4] == (*self.key, name)
+        }
+
+    def get(self, name: str, *, local: bool = False) -> Any:
+        """As the SDK answers: deployments without traffic appear with 0."""
+        from azure.ai.ml.entities import OnlineEndpoint
+
+        assert not local
+        endpoint = OnlineEndpoint._from_rest_object(self._rest(name))
+        for deployment in self._deployments(name):
+            if not endpoint.traffic.get(deployment):
+                endpoint.traffic[deployment] = 0
+        return endpoint
+
+    def list(self, *, local: bool = False) -> list[Any]:
+        from azure.ai.ml.entities import OnlineEndpoint
+
+        self._require_workspace()
+        return [
+            OnlineEndpoint._from_rest_object(rest)
+            for key, rest in self.world.endpoints.items()
+            if key[:3] == self.key
+        ]
+
+    def get_keys(self, name: str) -> Any:
+        from azure.ai.ml.entities import EndpointAuthKeys
+
+        self._rest(name)
+        self.world.guard("online_endpoints.get_keys")
+        primary, secondary = self.world.endpoint_keys[(*self.key, name)]
+        return EndpointAuthKeys(primary_key=primary, secondary_key=secondary)
+
+    def begin_create_or_update(self, endpoint: Any, *, local: bool = False) -> Poller:
+        """PUT: the whole endpoint is replaced (tags, traffic); keys and URI stay."""
+        import secrets
+
+        from azure.ai.ml.entities import OnlineEndpoint
+
+        assert isinstance(endpoint, OnlineEndpoint), type(endpoint)
+        assert not local
+        self._require_workspace()
+        if endpoint.traffic:  # the SDK strips zero shares before sending
+            endpoint.traffic = {k: v for k, v in endpoint.traffic.items() if int(v)}
+        rest = endpoint._to_rest_online_endpoint(location=self.location)
+        deployments = self._deployments(endpoint.name)
+        traffic = dict(rest.properties.traffic or {})
+        for name in traffic:
+            if name not in deployments:
+                raise bad_request("BadArgument", f"Deployment {name} does not exist.")
+            state = deployments[name].properties.provisioning_state
+            if state != "Succeeded":
+                raise bad_request("BadArgument", f"Deployment {name} is {state}.")
+        if traffic and sum(traffic.values()) != 100:
+            raise bad_request("BadArgument", "Traffic values need to sum to 100.")
+        key = (*self.key, endpoint.name)
+        existing = self.world.endpoints.get(key)
+        rest.id = f"{self.workspace_id}/onlineEndpoints/{endpoint.name}"
+        rest.name = endpoint.name
+        rest.properties.provisioning_state = "Succeeded"
+        rest.properties.scoring_uri = (
+            f"https://{endpoint.name}.{self.location}.inference.ml.azure.com/score"
+        )
+        if existing is None:
+            self.world.endpoint_keys[key] = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+            self.world.record("online endpoint", endpoint.name)
+        else:
+            self.world.updates.append(("online endpoint", endpoint.name))
+        self.world.endpoints[key] = rest
+        return Poller(OnlineEndpoint._from_rest_object(rest))
+
+    def begin_delete(self, name: str | None = None, *, local: bool = False) -> Poller:
+        self._rest(str(name))
+        for deployment in self._deployments(str(name)):
+            del self.world.deployments[(*self.key, str(name), deployment)]
+        del self.world.endpoints[(*self.key, str(name))]
+        self.world.endpoint_keys.pop((*self.key, str(name)), None)
+        self.world.deleted.append(("online endpoint", str(name)))
+        return Poller(None)
+
+    def invoke(
+        self,
+        endpoint_name: str,
+        *,
+        request_file: str | None = None,
+        deployment_name: str | None = None,
+        input_data: Any = None,
+        params_override: Any = None,
+        local: bool = False,
+        **kwargs: Any,
+    ) -> str:
+        """POST /score as the SDK sends it: the body from `request_file`, the primary key,
+        and the `azureml-model-deployment` header when a deployment is named."""
+        import json
+
+        from azure.ai.ml.exceptions import ValidationException
+
+        with open(str(request_file), "rb") as handle:
+            body = json.loads(handle.read())
+        rest = self._rest(endpoint_name)
+        deployments = self._deployments(endpoint_name)
+        if deployment_name and deployment_name not in deployments:
+            raise ValidationException(
+                message=f"Deployment name {deployment_name} not found for this endpoint",
+                no_personal_data_message="Deployment name not found for this endpoint",
+            )
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.world.endpoint_keys[(*self.key, endpoint_name)][0]}",
+        }
+        if deployment_name:
+            headers["azureml-model-deployment"] = deployment_name
+        target = deployment_name
+        if not target:
+            traffic = rest.properties.traffic or {}
+            target = max(traffic, key=lambda name: traffic[name]) if traffic else None
+        self.world.invocations.append(
+            {"endpoint": endpoint_name, "deployment": target, "headers": headers, "body": body}
+        )
+        if target is None:
+            raise bad_request("NoValidDeployments", "No valid deployments to route to.", 404)
+        if deployments[target].properties.provisioning_state != "Succeeded":
+            raise bad_request("DeploymentNotReady", f"Deployment {target} is not ready.", 424)
+        if target in self.world.broken_deployments:
+            return self.world.broken_deployments[target]
+        inputs = body.get("input_data")
+        assert isinstance(inputs, list) and inputs, body
+        return json.dumps([f"{target} is ready." for _ in inputs])
+
+
+class OnlineDeploymentOperations(_WorkspaceScoped):
+    """`ml_client.online_deployments`. A name in `world.failing_deployments` fails to
+    provision: the poller's `result()` raises, as the SDK's LRO poller does."""
+
+    def _rest(self, name: str, endpoint_name: str) -> Any:
+        self._require_workspace()
+        try:
+            return self.world.deployments[(*self.key, endpoint_name, name)]
+        except KeyError:
+            raise not_found(
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.MachineLearningServices/workspaces/{self.key[2]}/"
+                f"onlineEndpoints/{endpoint_name}/deployments/{name}' was not found.",
+            ) from None
+
+    def begin_create_or_update(
+        self,
+        deployment: Any,
+        *,
+        local: bool = False,
+        vscode_debug: bool = False,
+        skip_script_validation: bool = False,
+        local_enable_gpu: bool = False,
+        **kwargs: Any,
+    ) -> Poller:
+        from azure.ai.ml.entities import ManagedOnlineDeployment, OnlineDeployment
+
+        assert isinstance(deployment, ManagedOnlineDeployment), type(deployment)
+        assert not local
+        self._require_workspace()
+        endpoints = OnlineEndpointOperations(self.world, self.key[0], self.group, self.key[2])
+        endpoints._rest(deployment.endpoint_name)  # the SDK checks the endpoint first
+        self._check_quota(deployment)
+        # The SDK's orchestrator turns `azureml:name:version` into the model's ARM id.
+        models = ModelOperations(self.world, self.key[0], self.group, self.key[2])
+        deployment.model = models.model_arm_id(str(deployment.model))
+        rest = deployment._to_rest_object(location=self.location)
+        rest.id = (
+            f"{self.workspace_id}/onlineEndpoints/{deployment.endpoint_name}"
+            f"/deployments/{deployment.name}"
+        )
+        rest.name = deployment.name
+        if rest.properties.scale_settings is None:  # the service's default
+            from azure.ai.ml._restclient.arm_ml_service.models import DefaultScaleSettings
+
+            rest.properties.scale_settings = DefaultScaleSettings()
+        failure = self.world.failing_deployments.get(deployment.name)
+        rest.properties.provisioning_state = "Failed" if failure else "Succeeded"
+        key = (*self.key, deployment.endpoint_name, deployment.name)
+        (self.world.updates if key in self.world.deployments else self.world.created).append(
+            ("online deployment", deployment.name)
+        )
+        self.world.deployments[key] = rest
+        log = self.world.deployment_logs.setdefault((deployment.endpoint_name, deployment.name), [])
+        log += ["Starting AzureML Inferencing Server", "Loading the MLflow model"]
+        if failure:
+            log += ["Traceback (most recent call last):", failure]
+            return FailedPoller(
+                bad_request(
+                    "ResourceNotReady",
+                    f"User container has crashed or terminated: {failure}. Please see "
+                    "troubleshooting guide, available here: https://aka.ms/oe-tsg#error-resourcenotready",
+                )
+            )
+        log.append("Model loaded; listening on port 5001")
+        return Poller(OnlineDeployment._from_rest_object(rest))
+
+    def _check_quota(self, deployment: Any) -> None:
+        sizes = ComputeOperations(self.world, *self.key).list_sizes()
+        size = next((s for s in sizes if s.name.lower() == deployment.instance_type.lower()), None)
+        if size is None or size.family not in self.world.quota:
+            return
+        used, limit = self.world.quota[size.family]
+        needed = size.v_cp_us * deployment.instance_count
+        if used + needed > limit:
+            raise bad_request(
+                "BadArgument",
+                f"Not enough quota available for {deployment.instance_type} in SubscriptionId "
+                f"{self.key[0]}. Current usage/limit: {used}/{limit}. Additional needed: "
+                f"{needed} Please see troubleshooting guide, available here: "
+                "https://aka.ms/oe-tsg#error-outofquota",
+            )
+
+    def get(self, name: str, endpoint_name: str, *, local: bool = False) -> Any:
+        from azure.ai.ml.entities import OnlineDeployment
+
+        found = OnlineDeployment._from_rest_object(self._rest(name, endpoint_name))
+        found.endpoint_name = endpoint_name
+        return found
+
+    def list(self, endpoint_name: str, *, local: bool = False) -> list[Any]:
+        from azure.ai.ml.entities import OnlineDeployment
+
+        self._require_workspace()
+        return [
+            OnlineDeployment._from_rest_object(rest)
+            for key, rest in self.world.deployments.items()
+            if key[:4] == (*self.key, endpoint_name)
+        ]
+
+    def begin_delete(self, name: str, endpoint_name: str, *, local: bool = False) -> Poller:
+        self._rest(name, endpoint_name)
+        endpoint = self.world.endpoints[(*self.key, endpoint_name)]
+        if (endpoint.properties.traffic or {}).get(name):
+            raise bad_request(
+                "BadArgument", f"Deployment {name} has traffic; set its traffic to 0 first."
+            )
+        del self.world.deployments[(*self.key, endpoint_name, name)]
+        self.world.deleted.append(("online deployment", name))
+        return Poller(None)
+
+    def get_logs(
+        self,
+        name: str,
+        endpoint_name: str,
+        lines: int,
+        *,
+        container_type: str | None = None,
+        local: bool = False,
+    ) -> str:
+        self._rest(name, endpoint_name)
+        log = self.world.deployment_logs.get((endpoint_name, name), [])
+        return "\n".join(log[-lines:]) + "\n"
+
+
+class FailedPoller(Poller):
+    """An `LROPoller` whose operation failed: `result()` raises what the service said."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(None)
+        self.error = error
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise self.error
+
+
+class JobOperations:
+    """Just enough of `ml_client.jobs` for `AzureJobs.get`/`list`: jobs seeded with
+    `world.add_job`."""
+
+    def __init__(self, world: AzureWorld) -> None:
+        self.world = world
+        self._runs_operations = self
+
+    def get(self, name: str) -> Any:
+        try:
+            return self.world.jobs[name]
+        except KeyError:
+            raise not_found("UserError", f"Job {name} not found.") from None
+
+    def list(self, **kwargs: Any) -> list[Any]:
+        return list(self.world.jobs.values())
+
+    def get_run_details(self, name: str) -> Any:
+        from azure.ai.ml._restclient.runhistory.models import RunDetails
+
+        return RunDetails(status=self.get(name).status, log_files={})
+
+
 class StandInMLClient:
     def __init__(self, world: AzureWorld, subscription: str, group: str, workspace: str) -> None:
         self.subscription_id, self.resource_group_name, self.workspace_name = (
@@ -624,6 +1071,10 @@ class StandInMLClient:
         )
         self.workspaces = WorkspaceOperations(world, subscription, group)
         self.compute = ComputeOperations(world, subscription, group, workspace)
+        self.models = ModelOperations(world, subscription, group, workspace)
+        self.online_endpoints = OnlineEndpointOperations(world, subscription, group, workspace)
+        self.online_deployments = OnlineDeploymentOperations(world, subscription, group, workspace)
+        self.jobs = JobOperations(world)
 
 
 def provision(world: AzureWorld, config: Any) -> AzureWorld:

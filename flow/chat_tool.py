@@ -158,6 +158,16 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
+def connect_reason(error: BaseException) -> str:
+    """Why a connection failed, in the OS's words ("Connection refused"), not the library's."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and (seen.errno or seen.strerror):
+            return os.strerror(seen.errno) if seen.errno else str(seen.strerror)
+        seen = seen.__cause__ or seen.__context__
+    return str(error) or type(error).__name__
+
+
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
 
@@ -244,9 +254,9 @@ def open_answer(
             if connect_failures <= 1:  # one quick retry: a server restarting, a dropped socket
                 sleep(policy.base_delay_s)
                 continue
-            reason = str(error) or type(error).__name__
             raise EndpointError(
-                f"cannot reach the endpoint at {endpoint.url} ({reason})", url=endpoint.url
+                f"cannot reach the endpoint at {endpoint.url} ({connect_reason(error)})",
+                url=endpoint.url,
             ) from None
         except httpx.TimeoutException:
             raise EndpointError(

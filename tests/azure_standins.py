@@ -890,7 +890,13 @@ class OnlineEndpointOperations(_WorkspaceScoped):
             traffic = rest.properties.traffic or {}
             target = max(traffic, key=lambda name: traffic[name]) if traffic else None
         self.world.invocations.append(
-            {"endpoint": endpoint_name, "deployment": target, "headers": headers, "body": body}
+            {
+                "endpoint": endpoint_name,
+                "deployment": target,
+                "headers": headers,
+                "body": body,
+                "traffic": dict(rest.properties.traffic or {}),  # the split when it arrived
+            }
         )
         if target is None:
             raise bad_request("NoValidDeployments", "No valid deployments to route to.", 404)

@@ -54,3 +54,8 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0
             raise AssertionError(f"timed out waiting for: {inspect.getsource(condition).strip()}")
         await pilot.pause(0.05)
         await asyncio.sleep(0)
+
+
+def screen_text(app: App) -> str:
+    """What the screen shows, as plain text lines (to assert nothing is cut off)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

@@ -10,7 +10,8 @@ reaches the UI thread only to be copied to the clipboard, never to be drawn.
 
 The command palette can call the public actions: `action_refresh`, `action_deploy`,
 `action_shift_traffic`, `action_rollback`, `action_delete_deployment`,
-`action_delete_endpoint`, `action_copy_key`, `action_copy_uri`, `action_show_logs`.
+`action_delete_endpoint`, `action_delete_selected`, `action_copy_key`, `action_copy_uri`,
+`action_show_logs`.
 """
 
 from __future__ import annotations
@@ -77,16 +78,19 @@ class DeploymentsTab(Vertical):
         "scoring URI, masked key and traffic split, a deployment row its model and serving "
         "settings; the logs below follow the selection. d deploys a registered model version "
         "(blue/green: a new deployment takes its share after a smoke test), t shifts traffic, "
-        "b rolls back the last shift, x deletes a deployment with no traffic, X an endpoint; "
+        "b rolls back the last shift, x deletes the selected deployment (once it has no "
+        "traffic) or endpoint, X the endpoint; "
         "c copies the key (never shown), u the scoring URI, l reloads the logs, r refreshes."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("d", "deploy", "Deploy", id="deployments.deploy"),
         Binding("t", "shift_traffic", "Traffic", id="deployments.traffic"),
-        Binding("b", "rollback", "Roll back", id="deployments.rollback"),
-        Binding("x", "delete_deployment", "Delete dep.", id="deployments.delete_deployment"),
-        Binding("X", "delete_endpoint", "Delete endpoint", id="deployments.delete_endpoint"),
+        Binding("b", "rollback", "Rollback", id="deployments.rollback"),
+        Binding("x", "delete_selected", "Delete", id="deployments.delete"),
+        Binding(
+            "X", "delete_endpoint", "Delete endpoint", show=False, id="deployments.delete_endpoint"
+        ),
         Binding("c", "copy_key", "Copy key", id="deployments.copy_key"),
         Binding("u", "copy_uri", "Copy URI", show=False, id="deployments.copy_uri"),
         Binding("l", "show_logs", "Logs", show=False, id="deployments.logs"),
@@ -432,7 +436,9 @@ class DeploymentsTab(Vertical):
                 f"{settings.max_concurrent_requests_per_instance} at once · "
                 f"timeout {settings.request_timeout_ms // 1000} s",
             )
-            row("Traffic", f"{share}% {traffic_bar(share)}  of {info.scoring_uri or info.name}")
+            others = [f"{n} {p}%" for n, p in info.traffic.items() if p and n != dep.name]
+            rest = f"  (the rest: {', '.join(others)})" if others else ""
+            row("Traffic", f"{share}% {traffic_bar(share)}{rest}")
         text.rstrip()
         return text
 
@@ -523,7 +529,13 @@ class DeploymentsTab(Vertical):
             return
         models = sorted(message.models, key=lambda m: m.created_at or 0, reverse=True)
         endpoint = self.selection.endpoint if self.selection else self.services.config.endpoint_name
-        screen = DeployScreen(models, self.endpoints, endpoint, self._charges_warning())
+        screen = DeployScreen(
+            models,
+            self.endpoints,
+            endpoint,
+            self._charges_warning(),
+            self.services.config.deployment_name,
+        )
         self.app.push_screen(screen, self._deploy_chosen)
 
     def _charges_warning(self) -> str:
@@ -614,6 +626,13 @@ class DeploymentsTab(Vertical):
         self._run_operation("Rolling back", rollback)
 
     # deleting
+
+    def action_delete_selected(self) -> None:
+        """Delete what the cursor is on: a deployment row or an endpoint row."""
+        if self.selection is not None and self.selection.deployment is None:
+            self.action_delete_endpoint()
+        else:
+            self.action_delete_deployment()
 
     def action_delete_deployment(self) -> None:
         """Delete the selected deployment, once it takes no traffic."""

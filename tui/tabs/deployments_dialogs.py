@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from core.backend import EndpointInfo, ModelVersion
 
 
+def say(widget: Static, text: str) -> None:
+    """Show a one-line message in a dialog; an empty one takes no room."""
+    widget.update(text)
+    widget.display = bool(text)
+
+
 class Dialog(ModalScreen):
     """A centred box that fits 80×24; Escape cancels."""
 
@@ -33,11 +39,12 @@ class Dialog(ModalScreen):
     }
     Dialog .dialog-title { text-style: bold; width: 1fr; margin-bottom: 1; }
     Dialog .dialog-warning { color: $warning; margin-top: 1; }
-    Dialog .dialog-error { color: $error; height: auto; }
+    Dialog .dialog-error { color: $error; height: auto; display: none; }
     Dialog .dialog-hint { color: $text-muted; }
     Dialog .dialog-buttons { height: auto; align-horizontal: right; margin-top: 1; }
     Dialog .dialog-buttons Button { margin-left: 1; min-width: 10; }
     Dialog Label { margin-top: 1; }
+    Dialog .dialog-row Label { margin-top: 0; }
     Dialog OptionList { height: auto; max-height: 6; }
     Dialog Input { width: 1fr; }
     """
@@ -117,8 +124,10 @@ class DeployScreen(Dialog):
         endpoints: list[EndpointInfo],
         endpoint: str,
         warning: str = "",
+        deployment: str = "",
     ) -> None:
         super().__init__()
+        self.default_deployment = deployment  # the config's fixed name, if it has one
         self.models = models
         self.endpoints = {info.name: info for info in endpoints}
         self.default_endpoint = endpoint
@@ -161,6 +170,10 @@ class DeployScreen(Dialog):
         options.focus()
         self._update_hint()
 
+    @on(OptionList.OptionSelected, "#deploy-models")
+    def _model_chosen(self) -> None:
+        self.query_one("#deploy-endpoint", Input).focus()
+
     @on(Input.Changed, "#deploy-endpoint")
     def _update_hint(self) -> None:
         from core.bluegreen import next_deployment_name
@@ -168,7 +181,9 @@ class DeployScreen(Dialog):
         endpoint = self.query_one("#deploy-endpoint", Input).value.strip()
         info = self.endpoints.get(endpoint)
         existing = [d.name for d in info.deployments] if info else []
-        self.query_one("#deploy-deployment", Input).placeholder = next_deployment_name(existing)
+        self.query_one("#deploy-deployment", Input).placeholder = (
+            self.default_deployment or next_deployment_name(existing)
+        )
         if info and existing:
             hint = (
                 f"{endpoint} has {', '.join(existing)}; the new deployment takes its share "
@@ -184,16 +199,16 @@ class DeployScreen(Dialog):
         error = self.query_one("#deploy-error", Static)
         options = self.query_one("#deploy-models", OptionList)
         if options.highlighted is None:
-            error.update("Pick a model version first.")
+            say(error, "Pick a model version first.")
             return
         endpoint = self.query_one("#deploy-endpoint", Input).value.strip()
         if not endpoint:
-            error.update("Name the endpoint to deploy to.")
+            say(error, "Name the endpoint to deploy to.")
             return
         try:
             traffic = parse_share(self.query_one("#deploy-traffic", Input).value)
         except ValueError as problem:
-            error.update(str(problem))
+            say(error, str(problem))
             return
         deployment = self.query_one("#deploy-deployment", Input).value.strip() or None
         model = self.models[options.highlighted]
@@ -283,9 +298,9 @@ class TrafficScreen(Dialog):
             self.plan = shift_traffic(self.current, name, share)
         except (ValueError, PhiopsError) as problem:
             plan_view.update("")
-            error.update(str(problem))
+            say(error, str(problem))
             return
-        error.update("")
+        say(error, "")
         plan_view.update(
             "  ".join(
                 f"{dep} {self.current.get(dep, 0)}% → {pct}%" for dep, pct in self.plan.items()
@@ -298,7 +313,7 @@ class TrafficScreen(Dialog):
         if self.plan is None:
             return
         if self.plan == self.current:
-            self.query_one("#traffic-error", Static).update("That is the split already.")
+            say(self.query_one("#traffic-error", Static), "That is the split already.")
             return
         self.dismiss(self.plan)
 

@@ -19,4 +19,5 @@ def error_sentence(error: BaseException, doing: str = "") -> str:
         prefix = f"{doing} failed" if doing else "Failed"
         text = f"{prefix}: {type(error).__name__}: {detail}"
     text = redact(text.strip())
+    text = text[:1].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."

@@ -1,0 +1,56 @@
+"""The Deployments tab on the Azure backend, against the SDK stand-ins (no network).
+
+What only Azure has: the charges warning before a deploy, and endpoints provisioned by the
+SDK's own models. The local backend's tests (test_tui_deployments.py) cover the rest.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures_deploy_azure import AzureDeploy, azure_deploy  # noqa: F401
+from tests.fixtures_tui_tabs import TabHarness, wait_for
+from tui.services import Services
+from tui.tabs.deployments import DeploymentsTab
+from tui.tabs.deployments_dialogs import DeployScreen
+
+
+@pytest.fixture
+def azure_services(azure_deploy: AzureDeploy) -> Services:  # noqa: F811
+    return Services(azure_deploy.config, backend_name="azure", _backend=azure_deploy.backend)
+
+
+async def test_deploy_on_azure_warns_of_charges_then_shows_the_endpoint(
+    azure_deploy: AzureDeploy,  # noqa: F811
+    azure_services: Services,
+) -> None:
+    model = azure_deploy.backend.register_model("calm_river_1a2b3c")
+    app = TabHarness(DeploymentsTab, azure_services)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tab = app.query_one(DeploymentsTab)
+        await wait_for(pilot, lambda: tab.loaded)
+        assert "No endpoints on the azure backend" in str(tab.query_one("#deploy-details").render())
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeployScreen))
+        screen = app.screen
+        warning = " ".join(str(w.render()) for w in screen.query(".dialog-warning"))
+        assert "Azure charges" in warning and "Standard_NC6s_v3" in warning
+        assert model.ref in str(screen.query_one("#deploy-models").get_option_at_index(0).prompt)
+
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, DeployScreen))
+        await wait_for(pilot, lambda: tab.busy == "" and tab.endpoints, timeout=60)
+        info = tab.endpoints[0]
+        assert info.name == "phi3-endpoint"
+        assert [d.name for d in info.deployments] == ["blue"]
+        assert info.traffic == {"blue": 100}
+
+        key = azure_deploy.backend.endpoint_keys("phi3-endpoint").primary
+        await wait_for(pilot, lambda: tab.masked_keys.get("phi3-endpoint", "").count("…") == 1)
+        shown = app.export_screenshot()
+        assert key not in shown
+        assert tab.masked_keys["phi3-endpoint"] in shown
+
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.clipboard == key)

@@ -450,3 +450,15 @@ def test_delete_endpoint_forgets_its_key(azure_deploy: AzureDeploy) -> None:
     assert az.secrets.get(endpoint_key_name("azure", ENDPOINT)) is None
     with pytest.raises(NotFoundError, match="cannot delete endpoint phi3-endpoint: not found"):
         az.backend.delete_endpoint(ENDPOINT)
+
+
+def test_a_secrets_file_that_cannot_be_written_does_not_undo_a_deploy(
+    azure_deploy: AzureDeploy,
+) -> None:
+    az = azure_deploy
+    az.secrets.path.parent.mkdir(parents=True, exist_ok=True)
+    az.secrets.path.write_text("{ not json")
+    info = deploy(az)
+    assert info.traffic == {"blue": 100}
+    assert any(m.startswith("deployed, but the key was not kept:") for m in az.progress)
+    assert az.secrets.path.read_text() == "{ not json"  # phiops never overwrites it

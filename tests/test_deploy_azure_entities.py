@@ -199,3 +199,18 @@ def test_model_references_are_read_in_every_form() -> None:
     assert model_reference("azureml:phi3-finetuned:7") == ("phi3-finetuned", "7")
     assert model_reference("phi3-finetuned:7") == ("phi3-finetuned", "7")
     assert model_reference("odd") == ("odd", "")
+
+
+def test_the_deploy_modules_load_no_sdk() -> None:
+    """The CLI and TUI import these at startup paths; the SDK (~2 s) loads only on use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, core.azure.endpoints, core.azure.registry, core.azure.backend\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('azure', 'torch', 'mlflow'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

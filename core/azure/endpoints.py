@@ -290,7 +290,10 @@ class AzureEndpoints:
         if nonzero(plan) != nonzero(current):
             say(f"moving traffic to {plan[name]}% on {name}")
             self._apply_traffic(endpoint, plan, previous=current)
-        self.keys(endpoint)  # kept in the secret store for `phiops score` and the flow
+        try:
+            self.keys(endpoint)  # kept in the secret store for `phiops score` and the flow
+        except PhiopsError as error:  # the deployment stands; only the key could not be kept
+            say(f"deployed, but the key was not kept: {error}")
         return self.get(endpoint)
 
     def _provision(self, poller: Any, endpoint: str, name: str, say: Progress) -> None:

@@ -236,7 +236,7 @@ def test_no_quota_stops_before_anything_is_created(azure_deploy: AzureDeploy) ->
     assert message.startswith("not enough quota for 1 x Standard_NC6s_v3")
     assert "uses 20 of 24 vCPUs and the deployment needs 12" in message
     assert "Quotas page" in message
-    assert created(az, "online deployment") == []
+    assert az.world.created[-1] == ("model", "phi3-finetuned:1")  # no endpoint, no deployment
 
 
 def test_azures_own_quota_refusal_is_one_sentence(azure_deploy: AzureDeploy) -> None:
@@ -315,7 +315,7 @@ def test_bad_input_is_refused_before_azure_is_asked(azure_deploy: AzureDeploy) -
         az.backend.deploy(model, ENDPOINT, deployment="b")
     with pytest.raises(NotFoundError, match="model phi3-finetuned:9 is not in the Azure ML"):
         az.backend.deploy(ModelVersion("phi3-finetuned", "9"), ENDPOINT)
-    assert created(az, "online deployment") == []
+    assert created(az, "online endpoint") == created(az, "online deployment") == []
 
 
 def test_a_model_without_a_version_deploys_the_latest(azure_deploy: AzureDeploy) -> None:

@@ -242,12 +242,16 @@ class AzureEndpoints:
         """Endpoint if absent → new deployment at 0% → smoke test → its share of traffic."""
         say = progress or (lambda message: None)
         check_name(endpoint, "endpoint")
+        wanted = deployment or self.config.deployment_name
+        if wanted:
+            check_name(wanted, "deployment")
         if not 0 <= traffic <= 100:
             raise PhiopsError(f"traffic must be between 0 and 100, not {traffic}")
         ml = self.ml_client
 
         say(f"checking model {model.ref}")
         model = self.registry.get(model.name, model.version or None)
+        self._check_quota(say)  # before anything is created
 
         existing = self._find_endpoint(endpoint)
         if existing is None:
@@ -264,17 +268,13 @@ class AzureEndpoints:
             )
 
         names = self._deployments(endpoint)
-        name = (
-            deployment or self.config.deployment_name or bluegreen.next_deployment_name(list(names))
-        )
-        check_name(name, "deployment")
+        name = wanted or bluegreen.next_deployment_name(list(names))
         if name in names:
             raise PhiopsError(
                 f"deployment {name} already exists on endpoint {endpoint}; leave the "
                 "deployment name out to deploy blue/green beside it, or delete it first"
             )
         entity = build_deployment(self.config, model, endpoint, name)
-        self._check_quota(say)
 
         count, size = self.config.deployment_instance_count, self.config.deployment_instance_type
         say(f"creating deployment {name} ({model.ref} on {count} x {size}) at 0% traffic")

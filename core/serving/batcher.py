@@ -1,0 +1,219 @@
+"""Dynamic batching: one worker thread turns concurrent requests into one `generate` call.
+
+Requests queue as `Job`s. The worker takes the oldest job and every queued job with the
+same generation settings (the same `ScoreRequest.key`), up to `max_batch_prompts`
+prompts, and runs them as one left-padded batch; jobs with other settings wait for the
+next round, oldest first. After a batch of N requests the worker expects N again and
+waits up to `window_s` for them to arrive before starting, so clients that send again
+as soon as they are answered keep landing in one batch; after a batch of one it does not
+wait, so a lone request pays nothing.
+
+Every job's `done` is called exactly once, from the worker thread: with the answers, or
+with a `JobFailed` carrying the HTTP status to answer with. Cancelled rows (a timeout,
+a client gone, shutdown) stop at the next generated token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.serving.engine import Answer, Engine
+from core.serving.params import BadRequest
+
+log = logging.getLogger("phiops.serving")
+
+
+class JobFailed(Exception):
+    """Why a job got no answer, and the HTTP status that says so."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(eq=False)
+class Job:
+    prompts: list[str]
+    key: tuple
+    generation: dict[str, Any]
+    done: Callable[[list[Answer] | None, JobFailed | None], None]
+    emit: Callable[[str], None] | None = None  # streams the (single) prompt's answer
+    cancelled: bool = False
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Stats:
+    """Counters for `GET /stats`: what the model did, and what was turned away before it."""
+
+    requests: int = 0
+    prompts: int = 0
+    batches: int = 0
+    generated_tokens: int = 0
+    largest_batch: int = 0
+    unauthorized: int = 0
+    rejected_busy: int = 0
+    timed_out: int = 0
+    bad_requests: int = 0
+    failed: int = 0
+
+
+class Batcher:
+    def __init__(
+        self,
+        engine: Engine,
+        stats: Stats | None = None,
+        *,
+        max_batch_prompts: int = 32,
+        window_s: float = 0.02,
+    ) -> None:
+        self.engine = engine
+        self.stats = stats or Stats()
+        self.max_batch_prompts = max_batch_prompts
+        self.window_s = window_s
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._expected = 1  # requests the last batch held
+        self._running: list[Job] = []
+        self._thread = threading.Thread(target=self._run, name="generate", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._stopping:
+                raise JobFailed("the server is shutting down", 503)
+            self._queue.append(job)
+            self._cond.notify()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Refuse new jobs, fail the queued ones, stop the running batch at its next token."""
+        with self._cond:
+            self._stopping = True
+            waiting = list(self._queue)
+            self._queue.clear()
+            for job in self._running:
+                job.cancelled = True
+            self._cond.notify_all()
+        for job in waiting:
+            job.done(None, JobFailed("the server is shutting down", 503))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the worker ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                self._wait_for_company()
+                batch = self._take()
+                self._running = batch
+            try:
+                self._serve(batch)
+            finally:
+                with self._cond:
+                    self._running = []
+
+    def _compatible(self, key: tuple) -> int:
+        return sum(1 for job in self._queue if job.key == key and not job.cancelled)
+
+    def _wait_for_company(self) -> None:
+        """Wait (holding no lock while waiting) for as many requests as the last batch had."""
+        if self._expected <= 1:
+            return
+        first = next((job for job in self._queue if not job.cancelled), None)
+        if first is None:
+            return
+        deadline = time.monotonic() + self.window_s
+        while not self._stopping and self._compatible(first.key) < self._expected:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+
+    def _take(self) -> list[Job]:
+        """The oldest live job and the queued jobs that can share its `generate` call."""
+        batch: list[Job] = []
+        prompts = 0
+        kept: deque[Job] = deque()
+        for job in self._queue:
+            if job.cancelled:
+                job.done(None, JobFailed("cancelled before it started", 499))
+                continue
+            fits = not batch or (
+                job.key == batch[0].key and prompts + len(job.prompts) <= self.max_batch_prompts
+            )
+            if fits:
+                batch.append(job)
+                prompts += len(job.prompts)
+            else:
+                kept.append(job)
+        self._queue = kept
+        return batch
+
+    def _serve(self, batch: list[Job]) -> None:
+        if not batch:
+            return
+        generation = batch[0].generation
+        rows: list[list[int]] = []
+        jobs: list[Job] = []
+        for job in batch:
+            try:
+                encoded = [self.engine.encode(p, generation["max_new_tokens"]) for p in job.prompts]
+            except BadRequest as error:
+                self.stats.bad_requests += 1
+                job.done(None, JobFailed(str(error), 400))
+                continue
+            jobs.append(job)
+            rows += encoded
+        if not jobs:
+            return
+        owners = [job for job in jobs for _ in job.prompts]
+        emitters = [job.emit for job in jobs for _ in job.prompts]
+        self._expected = len(jobs)
+        started = time.monotonic()
+        try:
+            answers = self.engine.generate(
+                rows,
+                generation,
+                cancelled=lambda: [job.cancelled for job in owners],
+                emitters=emitters if any(emitters) else (),
+            )
+        except Exception as error:
+            log.error("generation failed: %s", "".join(traceback.format_exception(error)))
+            self.stats.failed += len(jobs)
+            failure = JobFailed(f"generation failed ({type(error).__name__}: {error})", 500)
+            for job in jobs:
+                job.done(None, failure)
+            return
+        self.stats.batches += 1
+        self.stats.prompts += len(rows)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(rows))
+        self.stats.generated_tokens += sum(answer.tokens for answer in answers)
+        log.debug(
+            "batch of %d prompts (%d requests) in %.3f s",
+            len(rows),
+            len(jobs),
+            time.monotonic() - started,
+        )
+        position = 0
+        for job in jobs:
+            mine = answers[position : position + len(job.prompts)]
+            position += len(job.prompts)
+            if job.cancelled:
+                job.done(None, JobFailed("cancelled", 499))
+            else:
+                job.done(mine, None)

@@ -1,0 +1,176 @@
+"""`python -m core.serving.server`: one scoring server process (one local deployment).
+
+Keys arrive in the environment (`PHIOPS_SCORING_KEYS`, a JSON list), never on the command
+line, and are dropped from the environment once read. The socket is bound before the
+model loads and its port written to `--ready-file`, so the starter knows where to probe
+while the model loads (liveness 200, readiness 503 until loaded). SIGTERM/SIGINT stop it
+gracefully: no new connections, requests in flight finish (up to 10 s), queued and
+running generations are stopped, exit 0. A model that cannot be loaded exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging.config
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.atomic import write_text_atomic
+from core.backend import RequestSettings
+
+KEYS_ENV = "PHIOPS_SCORING_KEYS"
+LOAD_FAILED_EXIT = 3
+GRACEFUL_SHUTDOWN_S = 10
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "out": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["out"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["out"], "level": "INFO", "propagate": False},
+        "phiops": {"handlers": ["out"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+def read_keys() -> list[str]:
+    """The keys from the environment, removed from it so no child process inherits them."""
+    raw = os.environ.pop(KEYS_ENV, "")
+    try:
+        keys = json.loads(raw) if raw else []
+    except ValueError:
+        keys = []
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys) or not keys:
+        raise SystemExit(f"no keys: set {KEYS_ENV} to a JSON list of keys")
+    return keys
+
+
+def bind(host: str, port: int):
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        raise SystemExit(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def watch_parent(server, parent: int) -> None:
+    """Stop when the process that started us is gone (a test or CLI killed outright)."""
+
+    def run() -> None:
+        while not server.should_exit:
+            if os.getppid() != parent:
+                logging.getLogger("phiops.serving").info("parent process gone: stopping")
+                server.should_exit = True
+                return
+            time.sleep(1.0)
+
+    threading.Thread(target=run, name="watch-parent", daemon=True).start()
+
+
+def serve(app, sock, *, exit_with_parent: bool = False) -> tuple[Any, Callable[[], None]]:
+    """The uvicorn server for `app` on `sock`, and the call that runs it until SIGTERM/SIGINT."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        log_config=LOGGING,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        lifespan="on",
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    if exit_with_parent:
+        watch_parent(server, os.getppid())
+    # uvicorn re-raises the signal that stopped it once it has shut down; with a Python
+    # handler in place that is a no-op, so a graceful stop exits 0 instead of dying by signal.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    return server, (lambda: server.run(sockets=[sock]))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m core.serving.server")
+    parser.add_argument("--model-dir", required=True, type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--deployment", default="blue")
+    parser.add_argument("--settings", default="{}", help="RequestSettings as JSON")
+    parser.add_argument("--ready-file", type=Path, help="where to write the bound port")
+    parser.add_argument("--max-batch-prompts", type=int, default=32)
+    parser.add_argument("--batch-window-ms", type=float, default=20.0)
+    parser.add_argument("--exit-with-parent", action="store_true")
+    return parser.parse_args(argv)
+
+
+def write_ready_file(path: Path | None, port: int) -> None:
+    if path is not None:
+        write_text_atomic(path, json.dumps({"port": port, "pid": os.getpid()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    keys = read_keys()
+    logging.config.dictConfig(LOGGING)
+    from core.serving.app import ServerState, create_app
+    from core.serving.engine import Engine
+
+    settings = RequestSettings(**json.loads(args.settings))
+    sock = bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    failed: list[str] = []
+
+    def fatal(message: str) -> None:
+        failed.append(message)
+        server.should_exit = True
+
+    state = ServerState(
+        keys,
+        deployment=args.deployment,
+        settings=settings,
+        loader=lambda: Engine.load(args.model_dir),
+        max_batch_prompts=args.max_batch_prompts,
+        batch_window_s=args.batch_window_ms / 1000,
+        on_fatal=fatal,
+    )
+    server, run = serve(create_app(state), sock, exit_with_parent=args.exit_with_parent)
+    logging.getLogger("phiops.serving").info(
+        "deployment %s listening on http://%s:%d (model %s; %s)",
+        args.deployment,
+        args.host,
+        port,
+        args.model_dir,
+        settings,
+    )
+    write_ready_file(args.ready_file, port)
+    run()
+    logging.getLogger("phiops.serving").info("stopped")
+    return LOAD_FAILED_EXIT if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,694 @@
+"""The Chat tab: a conversation with the deployed model, the answer streamed as it comes.
+
+Three routes reach the model, as `core.chat.service.ChatRoute` names them: the Prompt flow
+flow in-process, a served flow (`pf flow serve`) at a URL, or the endpoint directly.
+
+How a question travels: `ctrl+j` sends the input's text; a thread worker runs the chat
+service's async iterator on its own event loop (so neither a slow import nor a blocking call
+in the service can freeze the screen) and posts one message per event. The handlers own
+the conversation: `Markdown.get_stream()` appends each chunk (re-rendering the whole answer
+per token would be quadratic) while the scroll container's anchor keeps the bottom in
+view. A failure is shown in the conversation and the question goes back into the input;
+the service has already kept both in the session store.
+
+Public actions (for the command palette): `action_send`, `action_stop`, `action_new_chat`,
+`action_load_session`, `action_export_session`, `action_copy_answer`, `action_focus_input`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
+from textual.worker import get_current_worker
+
+from tui.tabs.sentences import as_sentence, error_sentence
+
+if TYPE_CHECKING:
+    from textual.widgets._markdown import MarkdownStream
+
+    from core.chat.sessions import ChatSessionInfo, Turn
+
+ROUTES = [
+    ("In-process flow", "flow"),
+    ("Served flow URL", "served"),
+    ("Direct endpoint", "direct"),
+]
+DEFAULT_SERVED_URL = "http://127.0.0.1:8080"
+
+
+def check_params(temperature: str, max_tokens: str) -> tuple[float, int]:
+    """The generation settings as typed, or a ValueError with the sentence to show.
+
+    The ranges are `GenerationParams.check`'s, said before the question is sent."""
+    try:
+        temp = float(temperature.strip())
+    except ValueError:
+        raise ValueError(
+            f"Temperature must be a number from 0 to 5, not {temperature!r}."
+        ) from None
+    if not 0 <= temp <= 5:
+        raise ValueError(f"Temperature must be from 0 to 5, not {temp:g}.")
+    try:
+        tokens = int(max_tokens.strip())
+    except ValueError:
+        raise ValueError(f"Max tokens must be a whole number, not {max_tokens!r}.") from None
+    if not 1 <= tokens <= 32768:
+        raise ValueError(f"Max tokens must be from 1 to 32768, not {tokens}.")
+    return temp, tokens
+
+
+def answer_meta(latency_s: float, tokens: int, tokens_per_s: float, route: str) -> str:
+    return f"{latency_s:.2f} s · {tokens} tokens · {tokens_per_s:.1f} tok/s · {route}"
+
+
+def stored_meta(meta: dict[str, Any] | None, route: str) -> str:
+    """The figures line of an answer read back from the store ("" when it has none)."""
+    meta = meta or {}
+    try:
+        latency = float(meta["latency_s"])
+        tokens = int(meta.get("tokens") or 0)
+    except (KeyError, TypeError, ValueError):
+        return ""
+    rate = tokens / latency if latency > 0 else 0.0
+    return answer_meta(latency, tokens, rate, str(meta.get("route") or route))
+
+
+class PromptInput(TextArea):
+    """The question box: ↑ on the first line and ↓ on the last walk the input history."""
+
+    class HistoryMove(Message, bubble=True):
+        def __init__(self, step: int) -> None:
+            super().__init__()
+            self.step = step
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if not select and self.cursor_at_first_line:
+            self.post_message(self.HistoryMove(-1))
+            return
+        super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        if not select and self.cursor_at_last_line:
+            self.post_message(self.HistoryMove(+1))
+            return
+        super().action_cursor_down(select)
+
+
+class QuestionView(Static):
+    """One question as the user typed it (never parsed as markup)."""
+
+    def __init__(self, question: str) -> None:
+        super().__init__(Text.assemble(("› ", "bold"), question), classes="chat-question")
+        self.question = question
+
+
+class AnswerView(Vertical):
+    """One answer: Markdown that grows while it streams, then a line of figures."""
+
+    def __init__(self, markdown: str = "", meta: str = "") -> None:
+        super().__init__(classes="chat-answer")
+        self.initial = markdown
+        self.meta = meta
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(self.initial, classes="chat-markdown")
+        yield Static(self.meta, classes="chat-meta", markup=False)
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    def set_meta(self, meta: str) -> None:
+        self.meta = meta
+        self.query_one(".chat-meta", Static).update(meta)
+
+
+class ErrorView(Static):
+    """A failed answer, in the conversation where the answer would have been."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Text.assemble(("✗ ", "bold"), message), classes="chat-error")
+        self.message = message
+
+
+class ChatTab(Vertical):
+    """Chat with the model through the flow, a served flow, or the endpoint."""
+
+    DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")
+    HELP = (
+        "Ask in the box at the bottom and press ctrl+j to send (Enter adds a line); ↑/↓ on "
+        "the first/last line bring back earlier questions. The answer streams in as Markdown, "
+        "with its latency and tokens/s under it. The route picks how the model is reached: "
+        "the Prompt flow flow in this process, a served flow at a URL (pf flow serve), or the "
+        "endpoint directly. Esc stops an answer; ctrl+n starts a new chat, ctrl+o loads a "
+        "saved one, ctrl+s exports this one (.md or .jsonl), ctrl+r copies the last answer. "
+        "A failed answer is shown here and your question returns to the box."
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+j", "send", "Send", id="chat.send"),
+        Binding("escape", "stop", "Stop", show=False, id="chat.stop"),
+        Binding("ctrl+n", "new_chat", "New", id="chat.new"),
+        Binding("ctrl+o", "load_session", "Load", id="chat.load"),
+        Binding("ctrl+s", "export_session", "Export", id="chat.export"),
+        Binding("ctrl+r", "copy_answer", "Copy answer", id="chat.copy"),
+        Binding("ctrl+l", "focus_input", "Input", show=False, id="chat.input"),
+    ]
+
+    # -- messages from workers --------------------------------------------------------
+
+    class SessionReady(Message, bubble=False):
+        def __init__(self, info: ChatSessionInfo) -> None:
+            super().__init__()
+            self.info = info
+
+    class Delta(Message, bubble=False):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Done(Message, bubble=False):
+        def __init__(self, answer: str, latency_s: float, tokens: int, tokens_per_s: float):
+            super().__init__()
+            self.answer = answer
+            self.latency_s = latency_s
+            self.tokens = tokens
+            self.tokens_per_s = tokens_per_s
+
+    class Failed(Message, bubble=False):
+        def __init__(self, error: str, stopped: bool = False) -> None:
+            super().__init__()
+            self.error = error
+            self.stopped = stopped
+
+    class SessionsListed(Message, bubble=False):
+        def __init__(self, sessions: list[ChatSessionInfo]) -> None:
+            super().__init__()
+            self.sessions = sessions
+
+    class SessionLoaded(Message, bubble=False):
+        def __init__(self, info: ChatSessionInfo, turns: list[Turn]) -> None:
+            super().__init__()
+            self.info = info
+            self.turns = turns
+
+    class Exported(Message, bubble=False):
+        def __init__(self, path: str, exists: bool = False, error: str = "") -> None:
+            super().__init__()
+            self.path = path
+            self.exists = exists
+            self.error = error
+
+    class Problem(Message, bubble=False):
+        def __init__(self, error: str) -> None:
+            super().__init__()
+            self.error = error
+
+    # -- state and structure ----------------------------------------------------------
+
+    def __init__(self) -> None:
+        super().__init__(id="chat-tab")
+        self.session: ChatSessionInfo | None = None
+        self.history: list[str] = []
+        self.history_pos: int | None = None  # index into history while walking it
+        self.draft = ""  # what was in the box before walking the history
+        self.asking: str | None = None  # the question being answered, if any
+        self.answer_view: AnswerView | None = None
+        self.stream: MarkdownStream | None = None
+        self.last_answer = ""
+        self.streamed = ""
+        self._service: Any = None  # core.chat.service.ChatService, built by the ask worker
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="chat-settings"):
+            yield Select(ROUTES, value="flow", allow_blank=False, compact=True, id="chat-route")
+            yield Input(DEFAULT_SERVED_URL, placeholder="flow URL", compact=True, id="chat-url")
+            yield Label("temp", classes="chat-label")
+            yield Input("0.7", compact=True, id="chat-temperature", max_length=4)
+            yield Label("max", classes="chat-label")
+            yield Input("256", compact=True, id="chat-max-tokens", type="integer", max_length=5)
+        with VerticalScroll(id="chat-conversation"):
+            yield Static(
+                "Ask the model something below; ctrl+j sends. ctrl+o loads a saved chat.",
+                id="chat-empty",
+            )
+        with Horizontal(id="chat-statusbar"):
+            yield Static("", id="chat-status")
+            yield Static("new chat", id="chat-session")
+        yield PromptInput(
+            id="chat-input",
+            compact=True,
+            placeholder="Ask… (ctrl+j sends, ↑ history)",
+            soft_wrap=True,
+            show_line_numbers=False,
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#chat-url", Input).display = False
+        self.focus_default()
+
+    def focus_default(self) -> None:
+        self.query_one("#chat-input", PromptInput).focus()
+
+    @property
+    def services(self) -> Any:
+        return self.app.services  # type: ignore[attr-defined]
+
+    @property
+    def route(self) -> str:
+        return str(self.query_one("#chat-route", Select).value)
+
+    @on(Select.Changed, "#chat-route")
+    def _route_changed(self) -> None:
+        served = self.route == "served"
+        self.query_one("#chat-url", Input).display = served
+        where = {
+            "flow": "the flow in this process",
+            "served": "the served flow at the URL",
+            "direct": f"endpoint {self.services.config.endpoint_name}",
+        }[self.route]
+        self._status(f"Answers come from {where}.")
+
+    def _status(self, text: str, style: str = "") -> None:
+        self.query_one("#chat-status", Static).update(Text(text, style=style))
+
+    def _conversation(self) -> VerticalScroll:
+        return self.query_one("#chat-conversation", VerticalScroll)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def action_focus_input(self) -> None:
+        """Put the keyboard in the question box."""
+        self.focus_default()
+
+    def action_send(self) -> None:
+        """Send the question in the box on the chosen route."""
+        box = self.query_one("#chat-input", PromptInput)
+        question = box.text.strip()
+        if not question:
+            self._status("Type a question first.", "yellow")
+            return
+        if self.asking is not None:
+            self._status("Still answering: wait, or press Esc to stop it.", "yellow")
+            return
+        try:
+            temperature, max_tokens = check_params(
+                self.query_one("#chat-temperature", Input).value,
+                self.query_one("#chat-max-tokens", Input).value,
+            )
+        except ValueError as problem:
+            self._status(str(problem), "red")
+            return
+        url = self.query_one("#chat-url", Input).value.strip()
+        if self.route == "served" and not re.match(r"https?://", url):
+            self._status("The served flow URL must start with http:// or https://.", "red")
+            return
+        self.asking = question
+        if not self.history or self.history[-1] != question:
+            self.history.append(question)
+        self.history_pos = None
+        box.clear()
+        self._show_question(question)
+        self._status(f"Answering via {self.route}…")
+        self.add_class("-asking")
+        self._ask(
+            self.session.id if self.session else None,
+            question,
+            self.route,
+            url if self.route == "served" else None,
+            temperature,
+            max_tokens,
+        )
+
+    def _show_question(self, question: str) -> None:
+        conversation = self._conversation()
+        for empty in self.query("#chat-empty"):
+            empty.remove()
+        conversation.mount(QuestionView(question))
+        self.answer_view = AnswerView()
+        conversation.mount(self.answer_view)
+        self.streamed = ""
+        self.stream = None
+        conversation.anchor()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-ask")
+    def _ask(
+        self,
+        session_id: str | None,
+        question: str,
+        route: str,
+        url: str | None,
+        temperature: float,
+        max_tokens: int,
+    ) -> None:
+        """Run the chat service's stream on this thread's own loop; post every event.
+
+        Esc cancels the worker; a watcher task turns that into a cancellation of the stream
+        at once (not at the next piece), and the service keeps what arrived as an error turn.
+        """
+        worker = get_current_worker()
+
+        async def consume() -> None:
+            from core.chat.service import (
+                AnswerDelta,
+                AnswerDone,
+                AnswerFailed,
+                ChatRoute,
+                GenerationParams,
+            )
+            from core.chat.sessions import title_from
+
+            service = self._chat_service()
+            sid = session_id
+            if sid is None:
+                info = await asyncio.to_thread(
+                    service.store.create, title=title_from(question), route=route
+                )
+                self.post_message(self.SessionReady(info))
+                sid = info.id
+            params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens)
+            events = service.ask(sid, question, route=ChatRoute(route), via_url=url, params=params)
+            try:
+                async for event in events:
+                    if isinstance(event, AnswerDelta):
+                        self.post_message(self.Delta(event.text))
+                    elif isinstance(event, AnswerDone):
+                        done = self.Done(
+                            event.answer, event.latency_s, event.tokens, event.tokens_per_s
+                        )
+                        self.post_message(done)
+                    elif isinstance(event, AnswerFailed):
+                        self.post_message(self.Failed(as_sentence(event.message)))
+            finally:
+                await events.aclose()
+                await service.aclose()  # its HTTP client belongs to this thread's loop
+
+        async def main() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+
+            async def watch() -> None:
+                while not worker.is_cancelled:
+                    await asyncio.sleep(0.05)
+                task.cancel()
+
+            watcher = asyncio.create_task(watch())
+            try:
+                await consume()
+            except asyncio.CancelledError:
+                self.post_message(self.Failed("Stopped.", stopped=True))
+            finally:
+                watcher.cancel()
+
+        try:
+            asyncio.run(main())
+        except Exception as error:  # the service's own failures arrive as AnswerFailed
+            self.post_message(self.Failed(error_sentence(error, "Asking")))
+
+    def _chat_service(self) -> Any:
+        """One service for the tab's life (it keeps the endpoint and the loaded flow), built
+        on the app's backend; only ever called from the ask worker (exclusive, so one at a
+        time)."""
+        if self._service is None:
+            from core.chat.service import ChatService
+
+            self._service = ChatService(self.services.config, backend=self.services.backend())
+        return self._service
+
+    @on(SessionReady)
+    def _session_ready(self, message: SessionReady) -> None:
+        self.session = message.info
+        self._show_session()
+
+    def _show_session(self) -> None:
+        label = self.query_one("#chat-session", Static)
+        if self.session is None:
+            label.update("new chat")
+        else:
+            label.update(Text(self.session.title or "(untitled)", style="dim", overflow="ellipsis"))
+
+    @on(Delta)
+    async def _delta(self, message: Delta) -> None:
+        view = self.answer_view
+        if view is None:
+            return
+        if self.stream is None:
+            self.stream = Markdown.get_stream(view.markdown)
+        self.streamed += message.text
+        await self.stream.write(message.text)
+
+    async def _end_stream(self) -> None:
+        if self.stream is not None:
+            await self.stream.stop()
+            self.stream = None
+
+    @on(Done)
+    async def _done(self, message: Done) -> None:
+        await self._end_stream()
+        view = self.answer_view
+        if view is not None:
+            if message.answer.strip() != self.streamed.strip():
+                await view.markdown.update(message.answer)
+            meta = answer_meta(message.latency_s, message.tokens, message.tokens_per_s, self.route)
+            view.set_meta(meta)
+            self._status(
+                f"Answered in {message.latency_s:.2f} s ({message.tokens_per_s:.1f} tok/s)."
+            )
+        self.last_answer = message.answer
+        self._finish()
+
+    @on(Failed)
+    async def _failed(self, message: Failed) -> None:
+        await self._end_stream()
+        view, question = self.answer_view, self.asking
+        if view is not None and not self.streamed:
+            await view.remove()
+        elif view is not None:
+            view.set_meta("(partial answer)")
+        self._conversation().mount(ErrorView(message.error))
+        self._conversation().anchor()
+        box = self.query_one("#chat-input", PromptInput)
+        if question and not box.text.strip():
+            box.load_text(question)
+            box.move_cursor(box.document.end)
+        self._status(
+            "Stopped; the question is back in the box."
+            if message.stopped
+            else "That failed; your question is back in the box.",
+            "red",
+        )
+        self._finish()
+
+    def _finish(self) -> None:
+        self.asking = None
+        self.answer_view = None
+        self.remove_class("-asking")
+
+    def action_stop(self) -> None:
+        """Stop the answer being streamed (what came so far stays on screen)."""
+        if self.asking is None:
+            return
+        for worker in self.workers:
+            if worker.group == "chat-ask":
+                worker.cancel()
+        self._status("Stopping…", "yellow")
+
+    # -- input history ----------------------------------------------------------------
+
+    @on(PromptInput.HistoryMove)
+    def _history_move(self, message: PromptInput.HistoryMove) -> None:
+        message.stop()
+        if not self.history:
+            return
+        box = self.query_one("#chat-input", PromptInput)
+        if self.history_pos is None:
+            if message.step > 0:
+                return
+            self.draft = box.text
+            position = len(self.history) - 1
+        else:
+            position = self.history_pos + message.step
+        if position >= len(self.history):
+            self.history_pos = None
+            box.load_text(self.draft)
+        else:
+            self.history_pos = max(0, position)
+            box.load_text(self.history[self.history_pos])
+        box.move_cursor(box.document.end if message.step > 0 else (0, 0))
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def action_new_chat(self) -> None:
+        """Start a new conversation (the current one is already saved)."""
+        if self.asking is not None:
+            self._status("Still answering: press Esc to stop it first.", "yellow")
+            return
+        self.session = None
+        self.last_answer = ""
+        self._clear_conversation()
+        self._show_session()
+        self._status("New chat: the first question names it.")
+        self.focus_default()
+
+    def _clear_conversation(self) -> None:
+        conversation = self._conversation()
+        conversation.remove_children()
+        conversation.mount(
+            Static(
+                "Ask the model something below; ctrl+j sends. ctrl+o loads a saved chat.",
+                id="chat-empty",
+            )
+        )
+
+    def action_load_session(self) -> None:
+        """Pick a saved session and show it."""
+        if self.asking is not None:
+            self._status("Still answering: press Esc to stop it first.", "yellow")
+            return
+        self._list_sessions()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-store")
+    def _list_sessions(self) -> None:
+        from core.chat.sessions import SessionStore
+
+        try:
+            sessions = SessionStore().list()
+        except Exception as error:
+            self.post_message(self.Problem(error_sentence(error, "Listing chat sessions")))
+            return
+        self.post_message(self.SessionsListed(sessions))
+
+    @on(SessionsListed)
+    def _sessions_listed(self, message: SessionsListed) -> None:
+        from tui.tabs.chat_dialogs import LoadSessionScreen
+
+        if not message.sessions:
+            self._status("No saved chats yet.", "yellow")
+            return
+        sessions = sorted(message.sessions, key=lambda s: s.updated_at, reverse=True)
+        self.app.push_screen(LoadSessionScreen(sessions), self._session_chosen)
+
+    def _session_chosen(self, session_id: str | None) -> None:
+        if session_id:
+            self._load_session(session_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-store")
+    def _load_session(self, session_id: str) -> None:
+        from core.chat.sessions import SessionStore
+
+        try:
+            store = SessionStore()
+            info = store.get(session_id)
+            turns = store.turns(session_id)
+        except Exception as error:
+            self.post_message(self.Problem(error_sentence(error, "Loading the chat")))
+            return
+        self.post_message(self.SessionLoaded(info, turns))
+
+    @on(SessionLoaded)
+    async def _session_loaded(self, message: SessionLoaded) -> None:
+        self.session = message.info
+        conversation = self._conversation()
+        await conversation.remove_children()
+        views: list[Static | AnswerView] = []
+        self.last_answer = ""
+        for turn in message.turns:
+            if turn.role == "user":
+                views.append(QuestionView(turn.content))
+                if not self.history or self.history[-1] != turn.content:
+                    self.history.append(turn.content)
+            elif turn.role == "assistant":
+                views.append(AnswerView(turn.content, stored_meta(turn.meta, message.info.route)))
+                self.last_answer = turn.content
+            elif turn.role == "error":
+                partial = (turn.meta or {}).get("partial_answer")
+                if partial:
+                    views.append(AnswerView(str(partial), "(partial answer)"))
+                views.append(ErrorView(as_sentence(turn.content)))
+        if not views:
+            views.append(Static("This chat is empty.", id="chat-empty"))
+        await conversation.mount_all(views)
+        conversation.anchor()
+        if message.info.route in {value for _, value in ROUTES}:
+            self.query_one("#chat-route", Select).value = message.info.route
+        self._show_session()
+        self._status(f"Loaded {len(message.turns)} turns.")
+        self.focus_default()
+
+    def action_export_session(self) -> None:
+        """Write this chat to a Markdown (.md) or JSON lines (.jsonl) file."""
+        from tui.tabs.chat_dialogs import ExportScreen
+
+        if self.session is None:
+            self._status("Nothing to export yet: ask something first.", "yellow")
+            return
+        slug = re.sub(r"[^a-z0-9]+", "-", (self.session.title or "chat").lower()).strip("-")
+        default = self.services.config.project_dir / f"chat-{slug[:40] or 'session'}.md"
+        self.app.push_screen(ExportScreen(str(default)), self._export_chosen)
+
+    def _export_chosen(self, path: str | None, overwrite: bool = False) -> None:
+        if path and self.session is not None:
+            self._export(self.session.id, path, overwrite)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-export")
+    def _export(self, session_id: str, path: str, overwrite: bool) -> None:
+        from core.atomic import write_text_atomic
+        from core.chat.sessions import SessionStore
+
+        target = self.services.config.resolve(path)
+        try:
+            if target.exists() and not overwrite:
+                self.post_message(self.Exported(str(target), exists=True))
+                return
+            store = SessionStore()
+            jsonl = target.suffix.lower() in (".jsonl", ".ndjson")
+            text = store.export_jsonl(session_id) if jsonl else store.export_markdown(session_id)
+            write_text_atomic(target, text)
+        except Exception as error:
+            sentence = error_sentence(error, f"Exporting to {target}")
+            self.post_message(self.Exported(str(target), error=sentence))
+            return
+        self.post_message(self.Exported(str(target)))
+
+    @on(Exported)
+    def _exported(self, message: Exported) -> None:
+        from tui.tabs.deployments_dialogs import ConfirmScreen
+
+        if message.exists:
+            screen = ConfirmScreen(
+                "Replace the file?", f"{message.path} exists. Replace it?", confirm="Replace"
+            )
+            self.app.push_screen(
+                screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
+            )
+        elif message.error:
+            self.notify(message.error, severity="error", markup=False)
+        else:
+            self.notify(f"Exported the chat to {message.path}", markup=False)
+
+    @on(Problem)
+    def _problem(self, message: Problem) -> None:
+        self._status(message.error, "red")
+
+    def action_copy_answer(self) -> None:
+        """Copy the last answer (Markdown source) to the clipboard."""
+        if not self.last_answer:
+            self._status("No answer to copy yet.", "yellow")
+            return
+        self.app.copy_to_clipboard(self.last_answer)
+        self._status("Copied the last answer.")
+
+    def on_backend_changed(self) -> None:
+        """`tui.messages.BackendChanged`: the endpoint now is the new backend's."""
+        self._service = None  # the next question builds one on the new backend
+        self._status("Backend switched: answers now come from its endpoint.")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -112,6 +112,51 @@ def estimate_tokens(pieces: list[str], answer: str) -> int:
     return len(pieces) if len(pieces) > 1 else len(answer.split())
 
 
+def resolve_target(config: Any, backend: Callable[[], Any] | None = None) -> EndpointTarget:
+    """The endpoint's scoring URI and key (blocking: it may ask the backend).
+
+    URL: `PHIOPS_ENDPOINT_URL`, else the backend's endpoint `config.endpoint_name`.
+    Key: `PHIOPS_ENDPOINT_KEY`, else the backend's primary key, else the secrets file.
+    `backend` builds the backend only when it is needed.
+    """
+    from core.secrets import KEY_ENV_VAR, SecretStore, endpoint_key_name
+
+    name = config.endpoint_name
+    url = os.environ.get(URL_ENV, "")
+    key = os.environ.get(KEY_ENV_VAR, "")
+    if not url or not key:
+        if backend is None:
+            from core.backends import get_backend
+
+            chosen = get_backend(config)
+        else:
+            chosen = backend()
+        where = f"endpoint '{name}' on the {getattr(chosen, 'name', '')} backend"
+        if not url:
+            try:
+                url = chosen.endpoint(name).scoring_uri
+            except PhiopsError as error:
+                raise ChatError(f"no {where} ({error}); deploy a model first") from None
+            except Exception as error:
+                raise ChatError(f"cannot look up the {where}: {error}") from None
+            if not url:
+                raise ChatError(f"the {where} has no scoring URI yet; is it deployed?")
+        if not key:
+            try:
+                key = chosen.endpoint_keys(name).primary
+            except Exception:
+                key = SecretStore().get(endpoint_key_name(chosen.name, name)) or ""
+            if not key:
+                raise ChatError(
+                    f"no key for the {where}: set {KEY_ENV_VAR} or run `phiops endpoints keys`"
+                )
+    try:
+        timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        timeout = DEFAULT_TIMEOUT_S
+    return EndpointTarget(url=url, key=key, timeout_s=timeout)
+
+
 class ChatService:
     """Ask questions in stored sessions through one of the three routes."""
 
@@ -121,12 +166,14 @@ class ChatService:
         store: SessionStore | None = None,
         *,
         backend: Any = None,
+        backend_factory: Callable[[], Any] | None = None,
         flow_dir: Path = FLOW_DIR,
     ) -> None:
         self.config = config
         self.store = store or SessionStore()
         self.flow_dir = Path(flow_dir)
         self._backend = backend
+        self._backend_factory = backend_factory
         self._target: EndpointTarget | None = None
         self._flows: dict[EndpointTarget, InProcessFlow] = {}
         self._clients: dict[int, Any] = {}
@@ -135,50 +182,18 @@ class ChatService:
 
     def _backend_or_default(self) -> Any:
         if self._backend is None:
-            from core.backends import get_backend
+            if self._backend_factory is not None:
+                self._backend = self._backend_factory()
+            else:
+                from core.backends import get_backend
 
-            self._backend = get_backend(self.config)
+                self._backend = get_backend(self.config)
         return self._backend
 
     def endpoint_target(self) -> EndpointTarget:
-        """The endpoint's scoring URI and key (blocking: it may ask the backend).
-
-        URL: `PHIOPS_ENDPOINT_URL`, else the backend's endpoint `config.endpoint_name`.
-        Key: `PHIOPS_ENDPOINT_KEY`, else the backend's primary key, else the secrets file.
-        """
-        if self._target is not None:
-            return self._target
-        from core.secrets import KEY_ENV_VAR, SecretStore, endpoint_key_name
-
-        name = self.config.endpoint_name
-        url = os.environ.get(URL_ENV, "")
-        key = os.environ.get(KEY_ENV_VAR, "")
-        if not url or not key:
-            backend = self._backend_or_default()
-            where = f"endpoint '{name}' on the {getattr(backend, 'name', '')} backend"
-            if not url:
-                try:
-                    url = backend.endpoint(name).scoring_uri
-                except PhiopsError as error:
-                    raise ChatError(f"no {where} ({error}); deploy a model first") from None
-                except Exception as error:
-                    raise ChatError(f"cannot look up the {where}: {error}") from None
-                if not url:
-                    raise ChatError(f"the {where} has no scoring URI yet; is it deployed?")
-            if not key:
-                try:
-                    key = backend.endpoint_keys(name).primary
-                except Exception:
-                    key = SecretStore().get(endpoint_key_name(backend.name, name)) or ""
-                if not key:
-                    raise ChatError(
-                        f"no key for the {where}: set {KEY_ENV_VAR} or run `phiops endpoints keys`"
-                    )
-        try:
-            timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
-        except ValueError:
-            timeout = DEFAULT_TIMEOUT_S
-        self._target = EndpointTarget(url=url, key=key, timeout_s=timeout)
+        """The endpoint's scoring URI and key (blocking: it may ask the backend); cached."""
+        if self._target is None:
+            self._target = resolve_target(self.config, self._backend_or_default)
         return self._target
 
     def forget_endpoint(self) -> None:

@@ -132,8 +132,12 @@ def validate_file(
     write_clean: str | Path | None = None,
     on_problem: Callable[[LineProblem], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_valid: Callable[[int, int, int], None] | None = None,
 ) -> ValidationReport:
-    """Check every line of `path`; problems go to `on_problem` as found and into the report."""
+    """Check every line of `path`; problems go to `on_problem` as found and into the report.
+
+    `on_valid(line, turns, chars)` sees each valid row's size, e.g. for a length histogram
+    (the report keeps only the distribution's summary)."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"{path} does not exist or is not a file.")
@@ -175,6 +179,8 @@ def validate_file(
             size = conversation_size(parsed.data)
             turns.append(size[0])
             chars.append(size[1])
+            if on_valid is not None:
+                on_valid(number, size[0], size[1])
             if tally is not None:
                 tally.add(number, parsed.data["messages"])
             if clean is not None:

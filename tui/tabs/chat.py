@@ -12,7 +12,9 @@ view. A failure is shown in the conversation and the question goes back into the
 the service has already kept both in the session store.
 
 Public actions (for the command palette): `action_send`, `action_stop`, `action_new_chat`,
-`action_load_session`, `action_export_session`, `action_copy_answer`, `action_focus_input`.
+`action_load_session`, `action_export_session`, `action_copy_answer`, `action_focus_input`,
+`action_serve_flow` (start `pf flow serve` for the endpoint, detached and recorded as
+`phiops flow serve --detach` does, and switch to the served route), `action_stop_flow`.
 """
 
 from __future__ import annotations
@@ -209,6 +211,19 @@ class ChatTab(Vertical):
             self.exists = exists
             self.error = error
 
+    class FlowServers(Message, bubble=False):
+        """The URLs of this project's running flow servers (the newest first)."""
+
+        def __init__(self, urls: list[str], started: bool = False) -> None:
+            super().__init__()
+            self.urls = urls
+            self.started = started
+
+    class FlowStopped(Message, bubble=False):
+        def __init__(self, count: int) -> None:
+            super().__init__()
+            self.count = count
+
     class Problem(Message, bubble=False):
         def __init__(self, error: str) -> None:
             super().__init__()
@@ -227,7 +242,8 @@ class ChatTab(Vertical):
         self.stream: MarkdownStream | None = None
         self.last_answer = ""
         self.streamed = ""
-        self._service: Any = None  # core.chat.service.ChatService, built by the ask worker
+        self._service: Any = None  # core.chat.service.ChatService, built by a worker
+        self.serving = False  # a flow server is being started
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-settings"):
@@ -256,6 +272,80 @@ class ChatTab(Vertical):
     def on_mount(self) -> None:
         self.query_one("#chat-url", Input).display = False
         self.focus_default()
+        self._find_flow_servers()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-flow-servers")
+    def _find_flow_servers(self) -> None:
+        """Offer a flow server this project already runs (`phiops flow serve --detach`)."""
+        try:
+            from core.chat.flowserve import flow_servers
+
+            records = flow_servers(self.services.config)
+        except Exception:  # no store yet, or unreadable records: keep the default URL
+            return
+        newest = sorted(records, key=lambda record: record.started_at, reverse=True)
+        if newest:
+            self.post_message(self.FlowServers([record.url for record in newest]))
+
+    @on(FlowServers)
+    def _flow_servers(self, message: FlowServers) -> None:
+        self.query_one("#chat-url", Input).value = message.urls[0]
+        if message.started:
+            self.serving = False
+            self.query_one("#chat-route", Select).value = "served"
+            self.notify(
+                f"The flow is served at {message.urls[0]}; questions now go through it "
+                "(ctrl+p › stop flow server stops it).",
+                title="Chat",
+                markup=False,
+            )
+
+    def action_serve_flow(self) -> None:
+        """Start `pf flow serve` for the endpoint (detached, recorded) and chat through it."""
+        if self.serving:
+            self._status("The flow server is still starting…", "yellow")
+            return
+        self.serving = True
+        self._status("Starting pf flow serve (this takes a few seconds)…")
+        self._serve_flow()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
+    def _serve_flow(self) -> None:
+        from core.chat.flowserve import record_server, start_flow_server
+
+        try:
+            target = self._chat_service().endpoint_target()
+            config = self.services.config
+            server = start_flow_server(target, host=config.host, port=0, detach=True)
+            record_server(config, server)
+        except Exception as error:
+            self.post_message(self.Problem(error_sentence(error, "Serving the flow")))
+            return
+        self.post_message(self.FlowServers([server.url], started=True))
+
+    def action_stop_flow(self) -> None:
+        """Stop the flow servers this project started (`phiops flow stop`)."""
+        self._stop_flows()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
+    def _stop_flows(self) -> None:
+        from core.chat.flowserve import stop_flow_servers
+
+        try:
+            stopped = stop_flow_servers(self.services.config)
+        except Exception as error:
+            self.post_message(self.Problem(error_sentence(error, "Stopping the flow server")))
+            return
+        self.post_message(self.FlowStopped(len(stopped)))
+
+    @on(FlowStopped)
+    def _flow_stopped(self, message: FlowStopped) -> None:
+        if message.count:
+            self._status(f"Stopped {message.count} flow server(s).")
+            if self.route == "served":
+                self.query_one("#chat-route", Select).value = "flow"
+        else:
+            self._status("No flow server was running.")
 
     def focus_default(self) -> None:
         self.query_one("#chat-input", PromptInput).focus()
@@ -417,8 +507,7 @@ class ChatTab(Vertical):
 
     def _chat_service(self) -> Any:
         """One service for the tab's life (it keeps the endpoint and the loaded flow), built
-        on the app's backend; only ever called from the ask worker (exclusive, so one at a
-        time)."""
+        on the app's backend; called from workers only."""
         if self._service is None:
             from core.chat.service import ChatService
 
@@ -678,6 +767,7 @@ class ChatTab(Vertical):
 
     @on(Problem)
     def _problem(self, message: Problem) -> None:
+        self.serving = False
         self._status(message.error, "red")
 
     def action_copy_answer(self) -> None:

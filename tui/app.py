@@ -1,0 +1,357 @@
+"""PhiopsApp: the header, the tabs of `tui.tabs.TABS`, the footer, help and notifications.
+
+The app owns what every tab shares: the services (config + one backend), the command
+palette (`tui.palette`), and one job poller whose results feed both the notifications and
+the Jobs tab. A tab's module is imported, and the tab built, the first time it is shown,
+so the first frame paints before any tab has done work and before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
+from tui.palette import PhiopsCommands
+from tui.services import Services
+from tui.tabs import TABS
+from tui.tabs.sentences import error_sentence
+
+if TYPE_CHECKING:
+    from core.backend import JobInfo, JobStatus
+
+ANSI_THEME = "ansi-dark"
+DEFAULT_THEME = "textual-dark"
+
+
+def pick_theme(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """The ANSI theme where the terminal has only 16 colours (or the user asks for it), so
+    the terminal's own palette is used instead of colours it would approximate badly."""
+    chosen = environ.get("PHIOPS_THEME", "").strip().lower()
+    if chosen in ("ansi", ANSI_THEME):
+        return ANSI_THEME
+    if chosen:
+        return chosen
+    if environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
+        return DEFAULT_THEME
+    term = environ.get("TERM", "")
+    return DEFAULT_THEME if "256color" in term or "direct" in term else ANSI_THEME
+
+
+def header_text(services: Services) -> str:
+    """Backend, where it works (workspace or project folder) and the endpoint, on one line."""
+    config = services.config
+    backend = services.backend_name or config.backend
+    if backend == "azure":
+        where = f"workspace {config.workspace or '(not set)'}"
+        if config.resource_group:
+            where += f" in {config.resource_group}"
+    else:
+        where = f"project {config.project_dir.name or config.project_dir}"
+    return f"phiops │ backend {backend} │ {where} │ endpoint {config.endpoint_name}"
+
+
+class AppHeader(Static):
+    """One line at the top: backend, workspace and endpoint, and how many jobs are active."""
+
+    def set_parts(self, main: str, jobs: str = "") -> None:
+        self.update(f"{main}{'  │ ' + jobs if jobs else ''}")
+
+
+class PhiopsApp(App[None]):
+    """The phiops operations and chat app."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    TITLE = "phiops"
+    COMMANDS = App.COMMANDS | {PhiopsCommands}
+    HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (110, "-wide")]
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar = [
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("question_mark", "help", "Help", show=False, id="app.help2"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+        *[
+            Binding(str(number), f"show_tab('{tab_id}')", title, show=False, id=f"app.tab{number}")
+            for number, (tab_id, title, _) in enumerate(TABS, start=1)
+        ],
+    ]
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        initial_tab: str = "resources",
+        job_poll_seconds: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.initial_tab = initial_tab
+        self.job_poll_seconds = job_poll_seconds
+        self.theme = pick_theme()
+        self.tabs: dict[str, Widget] = {}
+        self.jobs: list[JobInfo] = []
+        self.jobs_reason = ""  # why the job list could not be read, if it could not
+        self._job_states: dict[str, JobStatus] | None = None
+        self._polling = False
+        self._poll_timer = None
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield AppHeader(header_text(self.services), id="app-header", markup=False)
+        with TabbedContent(initial=self.initial_tab, id="tabs"):
+            for tab_id, title, _ in TABS:
+                yield TabPane(title, id=tab_id)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.build_tab(self.initial_tab)
+        self.call_after_refresh(self._focus_tab, self.initial_tab)
+        self._start_polling()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            self.build_tab(event.pane.id)
+            self.call_after_refresh(self._focus_tab, event.pane.id)
+
+    def build_tab(self, tab_id: str) -> Widget:
+        """The tab's widget, imported and mounted the first time it is needed."""
+        if tab_id in self.tabs:
+            return self.tabs[tab_id]
+        target = next(entry[2] for entry in TABS if entry[0] == tab_id)
+        module_name, class_name = target.split(":")
+        widget = getattr(importlib.import_module(module_name), class_name)()
+        self.tabs[tab_id] = widget
+        self.query_one(f"TabPane#{tab_id}", TabPane).mount(widget)
+        return widget
+
+    def action_show_tab(self, tab_id: str) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        self.build_tab(tab_id)
+        if tabs.active == tab_id:
+            self._focus_tab(tab_id)
+        else:
+            tabs.active = tab_id  # TabActivated focuses it
+
+    def _focus_tab(self, tab_id: str) -> None:
+        """Focus the tab's main widget, unless another tab was shown meanwhile."""
+        widget = self.tabs.get(tab_id)
+        if widget is None or self.query_one("#tabs", TabbedContent).active != tab_id:
+            return
+        focus = getattr(widget, "focus_default", None)
+        if callable(focus):
+            focus()
+        else:
+            for child in widget.query("*"):
+                if child.focusable:
+                    child.focus()
+                    break
+
+    async def run_tab_action(self, tab_id: str, action: str) -> None:
+        """Show a tab and run one of its actions: how the palette reaches every tab's work."""
+        self.action_show_tab(tab_id)
+        widget = self.tabs[tab_id]
+        if not callable(getattr(widget, f"action_{action.split('(')[0]}", None)):
+            self.notify(f"The {tab_id} tab has no '{action}' action.", severity="error")
+            return
+        await widget.run_action(action)
+
+    # -- help -----------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from tui.screens import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        tab = self.tabs.get(self.query_one("#tabs", TabbedContent).active)
+        first, then = [], []
+        seen = set()
+        for active in self.screen.active_bindings.values():
+            binding, node = active.binding, active.node
+            mine = node is tab or node is self
+            if not binding.description or not (binding.show or mine):
+                continue  # a widget's own hidden keys (cursor movement) are no news
+            if (binding.action, binding.description) in seen:
+                continue
+            seen.add((binding.action, binding.description))
+            entry = (self.get_key_display(binding), binding.description)
+            (then if node is self else first).append(entry)
+        keys = first + then
+        about = getattr(tab, "HELP", "") or ""
+        self.push_screen(HelpScreen(keys, about))
+
+    # -- backend --------------------------------------------------------------------------
+
+    def action_switch_backend(self, name: str) -> None:
+        """Work on another backend from now on; every tab reloads what it shows."""
+        if name == (self.services.backend_name or self.services.config.backend):
+            self.notify(f"Already on the {name} backend.")
+            return
+        self.services.switch_backend(name)
+        self._job_states = None
+        self.jobs, self.jobs_reason = [], ""
+        self.query_one(AppHeader).set_parts(header_text(self.services))
+        for widget in self.tabs.values():
+            widget.post_message(BackendChanged(name))
+        self._start_polling()
+        self.notify(f"Switched to the {name} backend.")
+
+    # -- jobs: one poller for notifications and the Jobs tab ------------------------------
+
+    def _start_polling(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        seconds = self.job_poll_seconds
+        if seconds is None:
+            backend = self.services.backend_name or self.services.config.backend
+            seconds = 2.0 if backend == "local" else 15.0
+        self._poll_timer = self.set_interval(seconds, self.poll_jobs)
+        self.poll_jobs()
+
+    def poll_jobs(self) -> None:
+        """Read the job list in a worker (skipped while the last read is still running)."""
+        if not self._polling:
+            self._polling = True
+            self._read_jobs(self.services.backend_name or self.services.config.backend)
+
+    @work(thread=True, group="jobs-poll", exit_on_error=False)
+    def _read_jobs(self, backend: str) -> None:
+        try:
+            jobs = self.services.backend().jobs()
+        except Exception as error:  # any failure is shown, the poller keeps going
+            self.post_message(JobsUnavailable(error_sentence(error, "Reading the jobs"), backend))
+        else:
+            self.post_message(JobsUpdated(jobs, backend))
+
+    def on_jobs_updated(self, message: JobsUpdated) -> None:
+        self._polling = False
+        if message.backend != (self.services.backend_name or self.services.config.backend):
+            return  # read before a backend switch
+        self.jobs, self.jobs_reason = message.jobs, ""
+        self._notify_changes(message.jobs)
+        active = sum(1 for job in message.jobs if not job.status.is_final)
+        self.query_one(AppHeader).set_parts(
+            header_text(self.services), f"{active} job(s) active" if active else ""
+        )
+        if "jobs" in self.tabs:
+            self.tabs["jobs"].post_message(JobsUpdated(message.jobs, message.backend))
+
+    def on_jobs_unavailable(self, message: JobsUnavailable) -> None:
+        self._polling = False
+        if message.backend != (self.services.backend_name or self.services.config.backend):
+            return
+        if message.reason != self.jobs_reason:
+            self.notify(message.reason, title="Jobs", severity="error", timeout=8)
+        self.jobs_reason = message.reason
+        if "jobs" in self.tabs:
+            self.tabs["jobs"].post_message(JobsUnavailable(message.reason, message.backend))
+
+    def _notify_changes(self, jobs: list[JobInfo]) -> None:
+        states = {job.name: job.status for job in jobs}
+        before, self._job_states = self._job_states, states
+        if before is None:
+            return  # the first read: what is there is not news
+        for job in jobs:
+            old = before.get(job.name)
+            if old is None or old == job.status:
+                if old is None:
+                    self.notify(f"{_label(job)} was submitted ({job.status}).", title="Job")
+                continue
+            severity = {"Failed": "error", "Canceled": "warning"}.get(str(job.status))
+            text = f"{_label(job)}: {old} → {job.status}."
+            if job.error and str(job.status) == "Failed":
+                text += f" {job.error.splitlines()[-1][:160]}"
+            self.notify(text, title="Job", severity=severity or "information", timeout=6)
+
+    # -- the palette's commands --------------------------------------------------------------
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        """(title, help, callback) for every action of the app, for the command palette."""
+
+        def tab(tab_id: str, action: str) -> Callable[[], object]:
+            return lambda: self.run_worker(self.run_tab_action(tab_id, action))
+
+        current = self.services.backend_name or self.services.config.backend
+        other = "azure" if current == "local" else "local"
+        commands = [
+            (
+                "Prepare data…",
+                "Write the train/test files from the sample, a file or the hub",
+                tab("dataset", "prepare"),
+            ),
+            ("Open a dataset file…", "Preview any JSONL file", tab("dataset", "open")),
+            (
+                "Validate the dataset",
+                "Statistics, length histogram and every problem",
+                tab("dataset", "validate"),
+            ),
+            (
+                "Submit a fine-tuning job…",
+                "The trainer's main options in a form",
+                tab("jobs", "submit"),
+            ),
+            (
+                "Cancel the selected job",
+                "Asks first; the trainer saves a checkpoint",
+                tab("jobs", "cancel"),
+            ),
+            (
+                "Resume the selected job",
+                "Continue a canceled or failed job from its checkpoint",
+                tab("jobs", "resume"),
+            ),
+            (
+                "Deploy a model…",
+                "Deploy a registered model version, blue/green",
+                tab("deployments", "deploy"),
+            ),
+            (
+                "Shift traffic…",
+                "Change the endpoint's traffic split",
+                tab("deployments", "shift_traffic"),
+            ),
+            (
+                "Roll back",
+                "Send all traffic back to the previous deployment",
+                tab("deployments", "rollback"),
+            ),
+            ("Delete the endpoint…", "Asks first", tab("deployments", "delete_endpoint")),
+            (
+                "Serve the flow",
+                "Start `pf flow serve` for the chat flow",
+                tab("chat", "serve_flow"),
+            ),
+            ("New chat", "Start a new chat session", tab("chat", "new_chat")),
+            (
+                f"Switch backend to {other}",
+                f"Work on the {other} backend from now on",
+                lambda: self.action_switch_backend(other),
+            ),
+            ("Check resources again", "Run the resources check", tab("resources", "recheck")),
+        ]
+        for number, (tab_id, title, _) in enumerate(TABS, start=1):
+            commands.append(
+                (
+                    f"Show {title}",
+                    f"Go to the {title} tab (key {number})",
+                    lambda tab_id=tab_id: self.action_show_tab(tab_id),
+                )
+            )
+        commands.append(("Help", "The keys of the focused place (F1)", self.action_help))
+        return commands
+
+
+def _label(job: JobInfo) -> str:
+    if job.display_name and job.display_name != job.name:
+        return f"{job.display_name} ({job.name})"
+    return job.name

@@ -1,0 +1,530 @@
+"""The Jobs tab: every job with its status, the selected one's live log and loss chart.
+
+The list comes from the app's job poller (`JobsUpdated`), which also raises the
+notifications. The selected job's log is followed by a thread worker running the
+backend's `stream_logs` iterator on its own event loop and handing lines over through a
+`LogFeed`: batched, at most ~10 drains a second, never more than one queued, so a job
+writing 10,000 lines a second leaves the keyboard responsive. The log keeps its last
+`MAX_LINES` lines; scrolling up (or f) pauses following, `/` filters. The loss chart is
+fed from the trainer's progress events (locally) or the run's metrics (Azure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Input, Log, Static
+from textual.worker import get_current_worker
+
+from tui.logfeed import LogFeed
+from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
+from tui.tabs.sentences import error_sentence
+from tui.widgets.chart import LossChart
+
+if TYPE_CHECKING:
+    from core.backend import JobInfo, JobSpec
+    from core.jobevents import ProgressSnapshot
+
+MAX_LINES = 5000
+STATUS_STYLE = {
+    "NotStarted": "yellow",
+    "Queued": "yellow",
+    "Running": "bold cyan",
+    "Completed": "green",
+    "Failed": "bold red",
+    "Canceled": "magenta",
+}
+COLUMNS = (
+    ("status", "Status", 10),
+    ("name", "Job", 42),
+    ("started", "Started", 11),
+    ("took", "Took", 8),
+)
+
+
+def _clock(stamp: float | None) -> str:
+    return time.strftime("%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
+
+
+def _took(job: JobInfo, now: float | None = None) -> str:
+    if not job.started_at:
+        return "-"
+    seconds = int((job.ended_at or now or time.time()) - job.started_at)
+    minutes, seconds = divmod(max(seconds, 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def job_cells(job: JobInfo) -> tuple[Text, str, str, str]:
+    status = str(job.status)
+    label = (
+        job.name
+        if not job.display_name or job.display_name == job.name
+        else (f"{job.display_name} · {job.name}")
+    )
+    return (
+        Text(status, style=STATUS_STYLE.get(status, "")),
+        label,
+        _clock(job.started_at or job.created_at),
+        _took(job),
+    )
+
+
+def loss_points(events: list[dict[str, Any]]) -> tuple[list, list]:
+    """(step, loss) and (step, eval_loss) pairs from the trainer's progress events."""
+    loss, eval_loss = [], []
+    for event in events:
+        step = event.get("step")
+        if step is None:
+            continue
+        if isinstance(event.get("loss"), int | float):
+            loss.append((float(step), float(event["loss"])))
+        if isinstance(event.get("eval_loss"), int | float):
+            eval_loss.append((float(step), float(event["eval_loss"])))
+    return loss, eval_loss
+
+
+class JobsTab(Vertical):
+    """Jobs, the selected job's live log and loss chart; submit, cancel, resume."""
+
+    HELP = """
+The list shows every job of the backend, newest first, with its status (yellow queued,
+cyan running, green completed, red failed, magenta canceled). The selected job's log
+follows its end as it is written; scroll up or press f to pause following, f again to
+resume. / filters the log (Escape clears). The chart draws the training loss (cyan) and
+evaluation loss (magenta) by step. s opens the submit form (ctrl+s submits), x cancels
+the selected job after asking (the trainer saves a checkpoint), R resumes a canceled or
+failed job from its checkpoint.
+"""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "submit", "Submit", id="jobs.submit"),
+        Binding("x", "cancel", "Cancel job", id="jobs.cancel"),
+        Binding("f", "toggle_follow", "Pause/follow", id="jobs.follow"),
+        Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("R", "resume", "Resume", show=False, id="jobs.resume"),
+        Binding("r", "refresh", "Refresh", show=False, id="jobs.refresh"),
+    ]
+
+    class LogReady(Message, bubble=False):
+        def __init__(self, generation: int) -> None:
+            super().__init__()
+            self.generation = generation
+
+    class LogEnded(Message, bubble=False):
+        def __init__(self, generation: int, error: str = "") -> None:
+            super().__init__()
+            self.generation, self.error = generation, error
+
+    class ProgressRead(Message, bubble=False):
+        def __init__(self, generation: int, events: list, offset: int, points: tuple) -> None:
+            super().__init__()
+            self.generation, self.events, self.offset, self.points = (
+                generation,
+                events,
+                offset,
+                points,
+            )
+
+    class Done(Message, bubble=False):
+        """An operation finished: a sentence, its severity, and a job to select, if any."""
+
+        def __init__(self, text: str, severity: str = "information", select: str = "") -> None:
+            super().__init__()
+            self.text, self.severity, self.select = text, severity, select
+
+    def __init__(self) -> None:
+        super().__init__(id="jobs-tab")
+        self.jobs: list[JobInfo] = []
+        self.selected: str | None = None
+        self.generation = 0
+        self.feed: LogFeed | None = None
+        self.recent: deque[str] = deque(maxlen=MAX_LINES)
+        self.filter = ""
+        self.following = True
+        self.log_ended = False
+        self.snapshot: ProgressSnapshot | None = None
+        self.events_offset = 0
+        self.reading_progress = False
+        self.progress_final = False
+        self._want: str | None = None
+
+    def compose(self) -> ComposeResult:
+        table = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=False)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        yield table
+        yield Static("Loading jobs…", id="jobs-progress", markup=False)
+        with Container(id="jobs-body"):
+            yield LossChart(id="jobs-chart")
+            yield Log(id="jobs-log", max_lines=MAX_LINES, auto_scroll=True)
+        yield Input(
+            placeholder="filter the log (Enter keeps it, Escape clears)",
+            id="jobs-filter",
+            compact=True,
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#jobs-filter", Input).display = False
+        app = self.app
+        if getattr(app, "jobs", None):
+            self.show_jobs(app.jobs)  # type: ignore[attr-defined]
+        elif getattr(app, "jobs_reason", ""):
+            self._say(app.jobs_reason)  # type: ignore[attr-defined]
+        self.set_interval(1.0, self._poll_progress)
+        self.action_refresh()
+
+    def focus_default(self) -> None:
+        self.query_one(DataTable).focus()
+
+    @property
+    def services(self):
+        return self.app.services  # type: ignore[attr-defined]
+
+    # -- the list -------------------------------------------------------------------------
+
+    def on_jobs_updated(self, message: JobsUpdated) -> None:
+        self.show_jobs(message.jobs)
+
+    def on_jobs_unavailable(self, message: JobsUnavailable) -> None:
+        self._say(message.reason)
+
+    def show_jobs(self, jobs: list[JobInfo]) -> None:
+        table = self.query_one(DataTable)
+        before = [job.name for job in self.jobs]
+        self.jobs = list(jobs)
+        if [job.name for job in jobs] == before:
+            for job in jobs:  # same rows: update in place, the cursor stays put
+                for (key, *_), value in zip(COLUMNS, job_cells(job), strict=True):
+                    table.update_cell(job.name, key, value)
+        else:
+            table.clear()
+            for job in jobs:
+                table.add_row(*job_cells(job), key=job.name)
+            if self.selected and any(job.name == self.selected for job in jobs):
+                table.move_cursor(row=table.get_row_index(self.selected), animate=False)
+        if not jobs:
+            self._say("No jobs yet: press s to submit one (or `phiops train submit`).")
+            return
+        names = [job.name for job in jobs]
+        if self._want in names:  # just submitted or resumed: show that one
+            wanted, self._want = self._want, None
+            table.move_cursor(row=names.index(wanted), animate=False)
+            if wanted != self.selected:
+                self.select(wanted)
+        elif self.selected not in names:
+            table.move_cursor(row=0, animate=False)
+            self.select(jobs[0].name)
+        self._show_progress()
+
+    def job(self, name: str | None) -> JobInfo | None:
+        return next((job for job in self.jobs if job.name == name), None)
+
+    @on(DataTable.RowHighlighted, "#jobs-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # a stale event from rebuilding the table
+        if event.row_key.value and event.row_key.value != self.selected:
+            self.select(event.row_key.value)
+
+    def select(self, name: str) -> None:
+        """Follow `name`'s log and progress from its start."""
+        from core.jobevents import ProgressSnapshot
+
+        self.selected = name
+        self.generation += 1
+        self.recent.clear()
+        self.query_one(Log).clear()
+        self.query_one(LossChart).clear("waiting for the first logged step")
+        self.snapshot = ProgressSnapshot()
+        self.events_offset = 0
+        self.progress_final = False
+        self.log_ended = False
+        generation = self.generation
+        self.feed = LogFeed(lambda: self.post_message(self.LogReady(generation)), keep=MAX_LINES)
+        self._follow(name, generation, self.feed)
+        self._show_progress()
+        self._poll_progress()
+
+    def _say(self, text: str) -> None:
+        self.query_one("#jobs-progress", Static).update(
+            Text(text, no_wrap=True, overflow="ellipsis")
+        )
+
+    def _show_progress(self) -> None:
+        job = self.job(self.selected)
+        if job is None:
+            return
+        text = Text(no_wrap=True, overflow="ellipsis")
+        status = str(job.status)
+        text.append(f"{status} ", style=STATUS_STYLE.get(status, ""))
+        if self.snapshot is not None and (self.snapshot.phase or self.snapshot.step is not None):
+            text.append(self.snapshot.describe())
+        elif job.error:
+            text.append(job.error.splitlines()[-1])
+        state = "⏸ paused (f follows)" if not self.following else "following"
+        text.append(f"  │ log {state}", style="dim")
+        if self.filter:
+            text.append(f" │ filter: {self.filter}", style="bold yellow")
+        if self.feed is not None and self.feed.dropped:
+            text.append(f" │ {self.feed.dropped:,} older lines skipped", style="dim")
+        self.query_one("#jobs-progress", Static).update(text)
+
+    # -- the log --------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="jobs-log", exit_on_error=False)
+    def _follow(self, name: str, generation: int, feed: LogFeed) -> None:
+        """Run the backend's async log stream on this thread's own loop; stop when the job
+        ends, or when another job is selected (this worker is then cancelled)."""
+        worker = get_current_worker()
+        pending: list[str] = []
+
+        async def pump() -> None:
+            backend = self.services.backend()
+            async for line in backend.stream_logs(name, 0, follow=True):
+                pending.append(line.text)
+                if len(pending) >= 512:
+                    feed.add(pending[:])
+                    pending.clear()
+
+        async def run() -> None:
+            task = asyncio.ensure_future(pump())
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.05)
+                if pending:
+                    feed.add(pending[:])
+                    pending.clear()
+                feed.flush()
+                if worker.is_cancelled:
+                    task.cancel()
+            if not task.cancelled():
+                task.result()
+
+        try:
+            asyncio.run(run())
+        except asyncio.CancelledError:
+            return
+        except Exception as error:
+            self.post_message(self.LogEnded(generation, error_sentence(error, "Following the log")))
+            return
+        if pending:
+            feed.add(pending[:])
+        feed.flush()
+        if not worker.is_cancelled:
+            self.post_message(self.LogEnded(generation))
+
+    def on_jobs_tab_log_ready(self, message: LogReady) -> None:
+        if message.generation != self.generation or self.feed is None:
+            return
+        lines = self.feed.drain()
+        self.recent.extend(lines)
+        if self.filter:
+            needle = self.filter.lower()
+            lines = [line for line in lines if needle in line.lower()]
+        if lines:
+            self.query_one(Log).write_lines(lines)
+
+    def on_jobs_tab_log_ended(self, message: LogEnded) -> None:
+        if message.generation != self.generation:
+            return
+        self.log_ended = True
+        if message.error:
+            self.query_one(Log).write_line(f"[phiops] {message.error}")
+
+    def action_toggle_follow(self) -> None:
+        log = self.query_one(Log)
+        self.following = not self.following
+        log.auto_scroll = self.following
+        if self.following:
+            log.scroll_end(animate=False)
+        self._show_progress()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#jobs-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#jobs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.set_filter(event.value)
+
+    @on(Input.Submitted, "#jobs-filter")
+    def _filter_kept(self) -> None:
+        self.query_one(Log).focus()
+        if not self.filter:
+            self.query_one("#jobs-filter", Input).display = False
+
+    def set_filter(self, text: str) -> None:
+        """Show only the kept lines that contain `text` (any case); '' shows them all."""
+        self.filter = text.strip()
+        log = self.query_one(Log)
+        log.clear()
+        needle = self.filter.lower()
+        log.write_lines([line for line in self.recent if needle in line.lower()])
+        self._show_progress()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#jobs-filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.query_one(Log).focus()
+
+    # -- progress and loss ----------------------------------------------------------------
+
+    def _poll_progress(self) -> None:
+        job = self.job(self.selected)
+        if job is None or self.reading_progress or self.progress_final:
+            return
+        self.reading_progress = True
+        self._read_progress(job.name, self.generation, self.events_offset, job.status.is_final)
+
+    @work(thread=True, group="jobs-progress", exit_on_error=False)
+    def _read_progress(self, name: str, generation: int, offset: int, final: bool) -> None:
+        backend = self.services.backend()
+        events: list = []
+        points: tuple = ([], [])
+        try:
+            if backend.name == "azure":
+                metrics = backend.metrics(name)  # progress events stay in Azure's outputs
+                points = (
+                    [(float(p.step), p.value) for p in metrics if p.key == "loss"],
+                    [(float(p.step), p.value) for p in metrics if p.key == "eval_loss"],
+                )
+            else:
+                events, offset = backend.job_events(name, offset)
+                points = loss_points(events)
+        except Exception:
+            events = []  # no events yet (or none on this backend): the chart waits
+        self.post_message(self.ProgressRead(generation, events, offset, points))
+        if final:
+            self.post_message(self.ProgressRead(generation, [], -1, ([], [])))
+
+    def on_jobs_tab_progress_read(self, message: ProgressRead) -> None:
+        self.reading_progress = False
+        if message.generation != self.generation:
+            return
+        if message.offset == -1:
+            self.progress_final = True  # the job had ended: nothing more will come
+            return
+        self.events_offset = message.offset
+        if self.snapshot is not None:
+            self.snapshot.update(message.events)
+        chart = self.query_one(LossChart)
+        loss, eval_loss = message.points
+        if self.services.backend_name == "azure" or self.services.config.backend == "azure":
+            chart.loss, chart.eval_loss = [], []  # metrics come whole each time
+        chart.add(loss, eval_loss)
+        self._show_progress()
+
+    # -- operations -----------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        poll = getattr(self.app, "poll_jobs", None)
+        if callable(poll):
+            poll()
+
+    def action_submit(self) -> None:
+        from tui.tabs.jobs_dialogs import SubmitForm, SubmitScreen
+
+        config = self.services.config
+        backend = self.services.backend_name or config.backend
+        form = SubmitForm(
+            train_file=config.train_data_path,
+            eval_file=config.test_data_path,
+            base_model=config.base_model,
+        )
+        self.app.push_screen(SubmitScreen(form, config.experiment_name, backend), self._submit)
+
+    def _submit(self, spec: JobSpec | None) -> None:
+        if spec is not None:
+            self._say("Submitting…")
+            self._run_submit(spec)
+
+    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    def _run_submit(self, spec: JobSpec) -> None:
+        try:
+            job = self.services.backend().submit_job(
+                spec, progress=lambda text: self.app.call_from_thread(self._say, f"{text}…")
+            )
+        except Exception as error:
+            self.post_message(self.Done(error_sentence(error, "Submitting the job"), "error"))
+            return
+        self.post_message(self.Done(f"Submitted {job.name} ({job.status}).", select=job.name))
+
+    def action_cancel(self) -> None:
+        from tui.screens import ConfirmScreen
+
+        job = self.job(self.selected)
+        if job is None:
+            self.notify("No job is selected.", severity="warning")
+            return
+        if job.status.is_final:
+            self.notify(f"{job.name} has already ended ({job.status}).")
+            return
+        screen = ConfirmScreen(
+            f"Cancel job {job.name}?",
+            "A running trainer saves a checkpoint and stops (R resumes it later); "
+            "a queued job is dropped from the queue.",
+            yes="Cancel job",
+            no="Keep it",
+        )
+        self.app.push_screen(screen, lambda yes: yes and self._run_cancel(job.name))
+
+    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    def _run_cancel(self, name: str) -> None:
+        self.app.call_from_thread(self.notify, f"Canceling {name}…")
+        try:
+            job = self.services.backend().cancel(name)
+        except Exception as error:
+            self.post_message(self.Done(error_sentence(error, "Canceling the job"), "error"))
+            return
+        self.post_message(self.Done(f"{name} is {job.status}.", "warning"))
+
+    def action_resume(self) -> None:
+        job = self.job(self.selected)
+        if job is None:
+            return
+        self._run_resume(job.name)
+
+    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    def _run_resume(self, name: str) -> None:
+        try:
+            job = self.services.backend().resume_job(name)
+        except Exception as error:
+            self.post_message(self.Done(error_sentence(error, "Resuming the job"), "error"))
+            return
+        self.post_message(self.Done(f"{name} is {job.status} again.", select=name))
+
+    def on_jobs_tab_done(self, message: Done) -> None:
+        self.notify(
+            message.text,
+            title="Jobs",
+            severity=message.severity,  # type: ignore[arg-type]
+            timeout=8 if message.severity == "error" else 4,
+        )
+        if message.select:
+            self._want = message.select
+            if message.select == self.selected:
+                self._want = None
+                self.select(message.select)  # resumed: follow it again from the start
+        self.action_refresh()
+        self._show_progress()
+
+    def on_backend_changed(self, message: BackendChanged) -> None:
+        self.selected = None
+        self.generation += 1
+        self.jobs = []
+        self.query_one(DataTable).clear()
+        self.query_one(Log).clear()
+        self.query_one(LossChart).clear()
+        self._say(f"Loading the {message.name} backend's jobs…")

@@ -1,0 +1,1 @@
+"""Widgets the tabs share: the virtual row table, the loss chart."""

@@ -10,6 +10,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Each area's fixtures live in their own module (tests/fixtures_<area>.py).
+pytest_plugins = ["tests.fixtures_deploy"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

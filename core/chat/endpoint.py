@@ -157,8 +157,13 @@ async def open_stream(
     timeout_s: float,
     secret: str = "",
     policy: RetryPolicy | None = None,
+    relay: bool = False,
 ) -> httpx.Response:
-    """POST and return the open 200 response, retrying 429/503; ChatError otherwise."""
+    """POST and return the open 200 response, retrying 429/503; ChatError otherwise.
+
+    `relay`: the server is a served flow whose error text is the tool's own sentence (about
+    the endpoint behind it); say that sentence, and through which flow, instead of ours.
+    """
     import httpx
 
     policy = policy or RetryPolicy()
@@ -192,6 +197,8 @@ async def open_stream(
         except httpx.HTTPError:
             detail = ""
         await response.aclose()
+        if relay and detail and status != 404:
+            raise ChatError(f"{detail} (through {where})", status=status)
         raise status_error(status, where, detail, attempt)
 
 
@@ -303,6 +310,7 @@ async def served_flow_pieces(
         where=where,
         timeout_s=timeout_s,
         policy=policy,
+        relay=True,
     )
     try:
         if "text/event-stream" not in response.headers.get("content-type", ""):

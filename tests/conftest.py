@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # Each area's fixtures live in their own module (tests/fixtures_<area>.py).
-pytest_plugins = ["tests.fixtures_deploy"]
+pytest_plugins = ["tests.fixtures_deploy", "tests.fixtures_tui"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -54,17 +54,17 @@ def header_text(services: Services) -> str:
     if backend == "azure":
         where = f"workspace {config.workspace or '(not set)'}"
         if config.resource_group:
-            where += f" in {config.resource_group}"
+            where += f" ({config.resource_group})"
     else:
         where = f"project {config.project_dir.name or config.project_dir}"
-    return f"phiops │ backend {backend} │ {where} │ endpoint {config.endpoint_name}"
+    return f"phiops │ {backend} │ {where} │ endpoint {config.endpoint_name}"
 
 
 class AppHeader(Static):
     """One line at the top: backend, workspace and endpoint, and how many jobs are active."""
 
     def set_parts(self, main: str, jobs: str = "") -> None:
-        self.update(f"{main}{'  │ ' + jobs if jobs else ''}")
+        self.update(f"{main}{' │ ' + jobs if jobs else ''}")
 
 
 class PhiopsApp(App[None]):
@@ -107,8 +107,11 @@ class PhiopsApp(App[None]):
     # -- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield AppHeader(header_text(self.services), id="app-header", markup=False)
-        with TabbedContent(initial=self.initial_tab, id="tabs"):
+        # Kept as attributes: `query_one` searches the active screen, which may be a dialog.
+        self.header = AppHeader(header_text(self.services), id="app-header", markup=False)
+        self.tabbed = TabbedContent(initial=self.initial_tab, id="tabs")
+        yield self.header
+        with self.tabbed:
             for tab_id, title, _ in TABS:
                 yield TabPane(title, id=tab_id)
         yield Footer()
@@ -132,11 +135,11 @@ class PhiopsApp(App[None]):
         module_name, class_name = target.split(":")
         widget = getattr(importlib.import_module(module_name), class_name)()
         self.tabs[tab_id] = widget
-        self.query_one(f"TabPane#{tab_id}", TabPane).mount(widget)
+        self.tabbed.get_pane(tab_id).mount(widget)
         return widget
 
     def action_show_tab(self, tab_id: str) -> None:
-        tabs = self.query_one("#tabs", TabbedContent)
+        tabs = self.tabbed
         self.build_tab(tab_id)
         if tabs.active == tab_id:
             self._focus_tab(tab_id)
@@ -146,7 +149,7 @@ class PhiopsApp(App[None]):
     def _focus_tab(self, tab_id: str) -> None:
         """Focus the tab's main widget, unless another tab was shown meanwhile."""
         widget = self.tabs.get(tab_id)
-        if widget is None or self.query_one("#tabs", TabbedContent).active != tab_id:
+        if widget is None or self.tabbed.active != tab_id:
             return
         focus = getattr(widget, "focus_default", None)
         if callable(focus):
@@ -173,7 +176,7 @@ class PhiopsApp(App[None]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        tab = self.tabs.get(self.query_one("#tabs", TabbedContent).active)
+        tab = self.tabs.get(self.tabbed.active)
         first, then = [], []
         seen = set()
         for active in self.screen.active_bindings.values():
@@ -200,7 +203,7 @@ class PhiopsApp(App[None]):
         self.services.switch_backend(name)
         self._job_states = None
         self.jobs, self.jobs_reason = [], ""
-        self.query_one(AppHeader).set_parts(header_text(self.services))
+        self.header.set_parts(header_text(self.services))
         for widget in self.tabs.values():
             widget.post_message(BackendChanged(name))
         self._start_polling()
@@ -240,8 +243,9 @@ class PhiopsApp(App[None]):
         self.jobs, self.jobs_reason = message.jobs, ""
         self._notify_changes(message.jobs)
         active = sum(1 for job in message.jobs if not job.status.is_final)
-        self.query_one(AppHeader).set_parts(
-            header_text(self.services), f"{active} job(s) active" if active else ""
+        self.header.set_parts(
+            header_text(self.services),
+            f"{active} job{'s' if active > 1 else ''} active" if active else "",
         )
         if "jobs" in self.tabs:
             self.tabs["jobs"].post_message(JobsUpdated(message.jobs, message.backend))

@@ -118,9 +118,9 @@ The same check is `phiops resources check` in a shell.
         self.checking = False
         self.findings = message.findings
         backend = self.app.services.backend_name or self.app.services.config.backend  # type: ignore[attr-defined]
+        slow = f", {message.seconds:.0f} s" if message.seconds >= 2 else ""
         self.query_one("#resources-summary", Static).update(
-            f"Backend {backend}: {summary(message.findings)}  (checked at "
-            f"{time.strftime('%H:%M:%S')}, {message.seconds:.1f} s; r rechecks)"
+            f"Backend {backend}: {summary(message.findings)}  (r rechecks{slow})"
         )
         options = self.query_one(OptionList)
         highlighted = options.highlighted

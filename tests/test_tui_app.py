@@ -1,0 +1,247 @@
+"""The app shell: start-up without heavy imports, `phiops` in a terminal, the palette,
+help, notifications when a job changes state, the backend switch and the theme."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from core.backend import JobStatus
+from tests.fixtures_tui import (
+    make_app,
+    notifications,
+    screen_text,
+    wait_for,
+    write_job,
+)
+from tests.helpers import BIN
+
+HEAVY = ("torch", "transformers", "datasets", "mlflow", "azure.ai.ml", "promptflow", "trl")
+
+
+def test_startup_and_every_tab_import_no_heavy_library(tui_project: Path) -> None:
+    """The first frame and every tab, in a fresh interpreter: none of the ML/Azure stacks."""
+    script = f"""
+import asyncio, json, sys
+from tests.fixtures_tui import make_app
+from pathlib import Path
+
+async def main():
+    app = make_app(Path({str(tui_project)!r}))
+    seen = {{}}
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        seen["first frame"] = [m for m in {HEAVY!r} if m in sys.modules]
+        for key in "12345":
+            await pilot.press(key)
+            await pilot.pause(0.5)
+        await app.workers.wait_for_complete()
+        seen["every tab"] = [m for m in {HEAVY!r} if m in sys.modules]
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen == {"first frame": [], "every tab": []}
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout
+    while needle not in data and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                data += os.read(fd, 65536)
+            except OSError:
+                break
+    return data
+
+
+def test_bare_phiops_in_a_terminal_opens_the_app_and_q_quits(tui_project: Path) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: `phiops` alone, in a terminal of 80×24
+        os.chdir(tui_project)
+        os.environ.update({"TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"})
+        os.execv(str(BIN / "phiops"), [str(BIN / "phiops")])
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        seen = _read_until(fd, b"Deployments", timeout=30)
+        assert b"phiops \xe2\x94\x82 local" in seen and b"Deployments" in seen, seen[-2000:]
+        time.sleep(0.5)
+        os.write(fd, b"q")
+        _read_until(fd, b"\x00never", timeout=2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(fd)
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def test_phiops_tui_help_and_bare_phiops_without_a_terminal(tui_project: Path) -> None:
+    from tests.helpers import run_phiops
+
+    result = run_phiops("tui", "--help", cwd=tui_project)
+    assert result.returncode == 0 and "--backend [local|azure]" in result.stdout
+    piped = run_phiops(cwd=tui_project)  # no terminal: the help, not the app
+    assert piped.returncode == 0 and "Commands" in piped.stdout
+
+
+async def test_the_palette_offers_every_action_and_runs_it(tui_project: Path) -> None:
+    from textual.command import CommandPalette
+
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        titles = [title for title, _, _ in app.palette_commands()]
+        for wanted in (
+            "Prepare data…",
+            "Submit a fine-tuning job…",
+            "Cancel the selected job",
+            "Deploy a model…",
+            "Shift traffic…",
+            "Roll back",
+            "Delete the endpoint…",
+            "Serve the flow",
+            "New chat",
+            "Switch backend to azure",
+        ):
+            assert wanted in titles
+        # every tab action the palette names exists on its tab
+        for tab_id, action in (
+            ("dataset", "prepare"),
+            ("dataset", "open"),
+            ("dataset", "validate"),
+            ("jobs", "submit"),
+            ("jobs", "cancel"),
+            ("jobs", "resume"),
+            ("deployments", "deploy"),
+            ("deployments", "shift_traffic"),
+            ("deployments", "rollback"),
+            ("deployments", "delete_endpoint"),
+            ("chat", "serve_flow"),
+            ("chat", "new_chat"),
+            ("resources", "recheck"),
+        ):
+            widget = app.build_tab(tab_id)
+            assert callable(getattr(widget, f"action_{action}", None)), (tab_id, action)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"submit a fine")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        assert app.query_one("#tabs").active == "jobs"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SubmitScreen))
+
+
+async def test_f1_and_question_mark_show_the_keys_of_the_tab(tui_project: Path) -> None:
+    from tui.screens import HelpScreen
+
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = str(app.screen.query_one("#help-text").render())
+        assert "Submit" in text and "Cancel job" in text and "filters the log" in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+
+async def test_number_keys_switch_tabs_and_focus_them(tui_project: Path) -> None:
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        for key, tab in (("3", "jobs"), ("2", "dataset"), ("1", "resources")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda tab=tab: app.query_one("#tabs").active == tab)
+            await wait_for(
+                pilot,
+                lambda tab=tab: (
+                    app.focused is not None
+                    and any(node is app.tabs[tab] for node in app.focused.ancestors_with_self)
+                ),
+            )
+
+
+async def test_a_job_changing_state_is_notified(tui_project: Path, log_writer) -> None:
+    from tests.fixtures_tui import job_store
+
+    store = job_store(tui_project)
+    store.root.mkdir(parents=True, exist_ok=True)
+    log = store.root / "writer.log"
+    runner = log_writer(log, rate=10)
+    write_job(tui_project, "brave_otter_1", JobStatus.RUNNING, runner=runner)
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: [job.name for job in app.jobs] == ["brave_otter_1"])
+        assert "1 job active" in screen_text(app).splitlines()[0]
+        record = store.read("brave_otter_1")
+        record.status, record.ended_at = JobStatus.COMPLETED, time.time()
+        store.write(record)
+        await wait_for(
+            pilot, lambda: any("Running → Completed" in text for text in notifications(app))
+        )
+        write_job(
+            tui_project,
+            "calm_heron_2",
+            JobStatus.FAILED,
+            created=time.time(),
+            error="Traceback…\nValueError: bad row",
+        )
+        await wait_for(
+            pilot, lambda: any("calm_heron_2 was submitted" in text for text in notifications(app))
+        )
+
+
+async def test_switching_backend_reloads_header_and_tabs(
+    tui_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.azure_standins import AzureWorld
+
+    AzureWorld().patch(monkeypatch)  # nothing exists there: the check says so
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "Backend local" in screen_text(app))
+        app.action_switch_backend("azure")
+        await wait_for(pilot, lambda: "│ azure │" in screen_text(app).splitlines()[0])
+        await wait_for(pilot, lambda: "Backend azure" in screen_text(app), timeout=60)
+        assert "subscription" in screen_text(app)
+
+
+def test_the_theme_follows_the_terminal() -> None:
+    from tui.app import ANSI_THEME, DEFAULT_THEME, pick_theme
+
+    assert pick_theme({"TERM": "xterm"}) == ANSI_THEME
+    assert pick_theme({"TERM": "linux"}) == ANSI_THEME
+    assert pick_theme({"TERM": "xterm-256color"}) == DEFAULT_THEME
+    assert pick_theme({"TERM": "xterm", "COLORTERM": "truecolor"}) == DEFAULT_THEME
+    assert pick_theme({"TERM": "xterm-256color", "PHIOPS_THEME": "ansi"}) == ANSI_THEME

@@ -1,0 +1,213 @@
+"""The Jobs tab: coloured statuses, the live log (batched, pause, filter), the loss chart,
+the submit form and cancel with confirmation — on jobs the local store really holds, and
+one real training job on the tiny model."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Log
+
+from core.backend import JobStatus
+from core.local.jobstore import STD_LOG
+from tests.fixtures_tui import (
+    T0,
+    job_store,
+    make_app,
+    notifications,
+    screen_text,
+    training_events,
+    wait_for,
+    write_job,
+)
+from tui.tabs.jobs import JobsTab, loss_points
+from tui.widgets.chart import LossChart, plot
+
+
+def finished_jobs(project: Path) -> None:
+    write_job(
+        project,
+        "amusing_knee_8vsw0vbz86",
+        JobStatus.COMPLETED,
+        display_name="first run",
+        log=[f"step {n} loss {3 - n / 100:.2f}" for n in range(200)],
+        events=training_events(40),
+    )
+    write_job(
+        project,
+        "bold_lamp_3k2j4h5g6f",
+        JobStatus.FAILED,
+        created=T0 + 600,
+        log=["loading", "ValueError: row 7 is not JSON"],
+        error="ValueError: row 7",
+    )
+    write_job(
+        project,
+        "quiet_fern_9a8s7d6f5g",
+        JobStatus.CANCELED,
+        created=T0 + 1200,
+        log=["step 1", "stopped by a signal after a checkpoint"],
+    )
+
+
+async def test_jobs_are_listed_with_statuses_log_and_loss_chart(tui_project: Path) -> None:
+    finished_jobs(tui_project)
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        tab: JobsTab = app.tabs["jobs"]
+        table = app.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await wait_for(
+            pilot,
+            lambda: all(
+                status in screen_text(app) for status in ("Canceled", "Failed", "Completed")
+            ),
+        )
+        assert tab.selected == "quiet_fern_9a8s7d6f5g"  # newest first, selected
+        await wait_for(pilot, lambda: "stopped by a signal" in "\n".join(app.query_one(Log).lines))
+        await pilot.press("down", "down")
+        await wait_for(pilot, lambda: tab.selected == "amusing_knee_8vsw0vbz86")
+        await wait_for(pilot, lambda: app.query_one(Log).line_count == 200)
+        chart = app.query_one(LossChart)
+        await wait_for(pilot, lambda: len(chart.loss) == 40 and len(chart.eval_loss) == 4)
+        assert chart.loss[-1] == (40.0, round(3.0 * 0.95**40, 4))
+        await wait_for(pilot, lambda: "step 40/40" in screen_text(app))
+        assert "━ loss" in screen_text(app) and "━ eval" in screen_text(app)
+        # the failed job's error shows on its progress line
+        await pilot.press("up")
+        await wait_for(pilot, lambda: "ValueError: row 7" in screen_text(app))
+
+
+async def test_a_running_jobs_log_follows_pauses_and_filters(tui_project: Path, log_writer) -> None:
+    store = job_store(tui_project)
+    (store.folder("busy_bee_1") / "user_logs").mkdir(parents=True)
+    runner = log_writer(store.path("busy_bee_1", STD_LOG), rate=2000)
+    write_job(tui_project, "busy_bee_1", JobStatus.RUNNING, runner=runner, created=time.time())
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        tab: JobsTab = app.tabs["jobs"]
+        log = app.query_one(Log)
+        await wait_for(pilot, lambda: log.line_count > 1000)
+        assert log.line_count <= 5000  # max_lines
+        await wait_for(pilot, lambda: log.is_vertical_scroll_end)
+        # pause: the view stays where it is while lines keep coming
+        await pilot.press("f")
+        assert not tab.following and "paused" in screen_text(app)
+        await pilot.pause(0.2)
+        offset = log.scroll_offset.y
+        await wait_for(pilot, lambda: tab.feed.total > 2000)
+        await pilot.pause(0.3)
+        assert log.scroll_offset.y == offset
+        await pilot.press("f")
+        await wait_for(pilot, lambda: log.is_vertical_scroll_end)
+        # filter: only lines with the text, Escape shows all again
+        await pilot.press("slash", *"line 77")
+        await wait_for(
+            pilot, lambda: log.line_count >= 1 and all("line 77" in line for line in log.lines)
+        )
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: tab.filter == "" and log.line_count > 100)
+
+
+async def test_submit_form_checks_numbers_and_cancel_asks_first(
+    tui_project: Path, log_writer
+) -> None:
+    """A queued job (another one runs) is canceled only after the user says yes."""
+    from tui.screens import ConfirmScreen
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    store = job_store(tui_project)
+    (store.folder("running_one") / "user_logs").mkdir(parents=True)
+    runner = log_writer(store.path("running_one", STD_LOG), rate=5)
+    write_job(tui_project, "running_one", JobStatus.RUNNING, runner=runner, created=T0)
+    write_job(tui_project, "waiting_one", JobStatus.QUEUED, created=T0 + 60)
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        tab: JobsTab = app.tabs["jobs"]
+        await wait_for(pilot, lambda: tab.selected == "waiting_one")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        app.screen.query_one("#submit-epochs").value = "-1"
+        await pilot.press("ctrl+s")
+        await wait_for(
+            pilot,
+            lambda: "Epochs must be above 0" in str(app.screen.query_one("#submit-error").render()),
+        )
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SubmitScreen))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("enter")  # "Keep it" has the focus: nothing happens
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert store.read("waiting_one").status == JobStatus.QUEUED
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.read("waiting_one").status == JobStatus.CANCELED)
+        await wait_for(
+            pilot,
+            lambda: any(
+                "waiting_one" in text and "Canceled" in text for text in notifications(app)
+            ),
+        )
+
+
+@pytest.mark.slow
+async def test_a_job_submitted_from_the_form_trains_with_live_log_and_loss(
+    tui_project: Path, tiny_base_model: Path
+) -> None:
+    """The real trainer on the tiny model: submit, watch the log and the loss, completed."""
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    app = make_app(tui_project, tab="jobs")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            tab: JobsTab = app.tabs["jobs"]
+            await wait_for(pilot, lambda: "No jobs yet" in screen_text(app))
+            await pilot.press("s")
+            await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+            screen = app.screen
+            screen.query_one("#submit-display_name").value = "from the tui"
+            screen.query_one("#submit-base_model").value = str(tiny_base_model)
+            screen.query_one("#submit-max_steps").value = "12"
+            screen.query_one("#submit-max_length").value = "128"
+            screen.query_one(
+                "#submit-extra"
+            ).value = "--logging-steps 1 --eval-steps 4 --eval-strategy steps"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: tab.selected is not None, timeout=60)
+            name = tab.selected
+            await wait_for(pilot, lambda: any("Submitted" in text for text in notifications(app)))
+            await wait_for(
+                pilot,
+                lambda: tab.job(name) is not None and tab.job(name).status == JobStatus.COMPLETED,
+                timeout=300,
+            )
+            chart = app.query_one(LossChart)
+            await wait_for(pilot, lambda: len(chart.loss) >= 10 and chart.eval_loss)
+            assert chart.loss[-1][1] < chart.loss[0][1]  # it learned
+            log = "\n".join(app.query_one(Log).lines)
+            assert "fine_tune" in log or "loss" in log
+            assert any("Running → Completed" in text for text in notifications(app))
+            assert "from the tui" in screen_text(app)
+    finally:
+        for record in job_store(tui_project).records():
+            for ref in (record.trainer, record.runner):
+                if ref is not None and ref.alive():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(ref.pid, signal.SIGKILL)
+
+
+def test_loss_points_and_the_braille_plot() -> None:
+    loss, eval_loss = loss_points(training_events(20, eval_every=5))
+    assert len(loss) == 20 and len(eval_loss) == 4
+    lines = plot([(loss, "cyan"), (eval_loss, "magenta")], width=30, height=4)
+    assert len(lines) == 4 and all(line.cell_len == 30 for line in lines)
+    drawn = "".join(line.plain for line in lines)
+    assert any(0x2800 < ord(char) <= 0x28FF for char in drawn)
+    assert lines[0].plain.strip().startswith("3") or "│" in lines[0].plain

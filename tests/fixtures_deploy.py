@@ -56,3 +56,61 @@ def tight_server(trained_model_dir: Path):
         max_concurrent_requests_per_instance=1, max_queue_wait_ms=300, request_timeout_ms=1500
     )
     yield from served(trained_model_dir, settings, deployment="tight")
+
+
+# -- a project with a model trained by a real local job ------------------------------------
+
+
+def all_pids(endpoints) -> list[int]:
+    """Every process the project's local endpoints have recorded."""
+    pids = []
+    for name in endpoints.store.names():
+        record = endpoints.store.read(name)
+        refs = [record.gateway, *(item.process for item in record.deployments.values())]
+        pids += [ref.pid for ref in refs if ref is not None]
+    return pids
+
+
+@pytest.fixture(scope="session")
+def local_job_project(tmp_path_factory, chat_dataset, tiny_base_model):
+    """A project whose local backend trained a model in a real job (Completed).
+
+    Yields (folder, backend, job). Every endpoint process started in it is stopped at the
+    end, and none may be left.
+    """
+    import shutil
+
+    from core.backend import JobSpec, JobStatus
+    from core.config import load_config
+    from core.local.backend import LocalBackend
+    from tests.conftest import QUICK_TRAINING
+
+    folder = tmp_path_factory.mktemp("deploy-project")
+    data = folder / "data"
+    data.mkdir()
+    shutil.copy(chat_dataset["train"], data / "train_data.jsonl")
+    shutil.copy(chat_dataset["eval"], data / "test_data.jsonl")
+    (folder / "phiops.toml").write_text(
+        f'[model]\nbase_model = "{tiny_base_model}"\nmodel_name = "phi3-tiny"\n'
+        '[deploy]\nendpoint_name = "phi3-endpoint"\n'
+    )
+    backend = LocalBackend(load_config(folder / "phiops.toml"))
+    job = backend.submit_job(
+        JobSpec(
+            "data/train_data.jsonl",
+            "data/test_data.jsonl",
+            str(tiny_base_model),
+            trainer_args=[*QUICK_TRAINING, "--epochs", "2"],
+            display_name="deploy tests",
+        )
+    )
+    job = backend._jobs.wait(job.name, timeout=600)
+    assert job.status == JobStatus.COMPLETED, job.error
+    try:
+        yield folder, backend, job
+    finally:
+        endpoints = backend._endpoints
+        pids = all_pids(endpoints)
+        endpoints.stop_all()
+        left = [pid for pid in pids if not gone(pid, within=20)]
+        assert not left, f"endpoint processes left running: {left}"

@@ -107,7 +107,8 @@ class ServerState:
         try:
             engine = self.loader()
         except Exception as exc:
-            self.load_error = f"the model could not be loaded: {exc}"
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            self.load_error = f"the model could not be loaded: {reason}"
             log.exception("the model could not be loaded")
             if self.on_fatal:
                 self.on_fatal(self.load_error)

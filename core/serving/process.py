@@ -95,10 +95,8 @@ def wait_until_ready(
     with httpx.Client(trust_env=False, timeout=5.0) as client:
         while True:
             if not alive():
-                tail = log_tail(log_file)
-                raise PhiopsError(
-                    f"{what} stopped while starting" + (f"; its log ends:\n{tail}" if tail else "")
-                )
+                last = log_tail(log_file, lines=1)
+                raise PhiopsError(f"{what} stopped while starting" + (f": {last}" if last else ""))
             if port is None:
                 port = read_port(ready_file)
             if port is not None:

@@ -168,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_ready_file(args.ready_file, port)
     run()
+    if failed:  # the last line of the log is the reason, for whoever started us
+        logging.getLogger("phiops.serving").error("stopped: %s", failed[0])
+        return LOAD_FAILED_EXIT
     logging.getLogger("phiops.serving").info("stopped")
-    return LOAD_FAILED_EXIT if failed else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -209,3 +209,28 @@ async def test_bad_settings_send_nothing(
             assert "Temperature must be from 0 to 5" in screen_text(app)
             assert tab.query_one(PromptInput).text == "Hello?"
             assert ep.requests == [] and tab.session is None
+
+
+async def test_in_the_app_keys_the_app_binds_still_type_into_the_question(
+    chat_home: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """q quits and 1…5 switch tabs elsewhere; in the question box they are text."""
+    from tests.fixtures_tui import make_app
+
+    with ScriptedEndpoint(default=Reply(sse=["Yes", "."])) as ep:
+        endpoint_env(monkeypatch, ep)
+        app = make_app(project, tab="chat")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: "chat" in app.tabs)
+            tab = app.tabs["chat"]
+            assert isinstance(tab, ChatTab)
+            await wait_for(pilot, lambda: app.focused is tab.query_one(PromptInput))
+            tab.query_one("#chat-route").value = "direct"
+            await pilot.press("q", "space", "1", "2", "question_mark")
+            assert tab.query_one(PromptInput).text == "q 12?"
+            assert app.query_one("#tabs").active == "chat" and app.is_running
+            await pilot.press("ctrl+j")
+            await wait_for(pilot, lambda: tab.asking is None and tab.last_answer == "Yes.")
+
+            await app.run_tab_action("chat", "new_chat")  # what the palette's "New chat" runs
+            assert tab.session is None and not list(tab.query(QuestionView))

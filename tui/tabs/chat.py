@@ -271,6 +271,7 @@ class ChatTab(Vertical):
 
     def on_mount(self) -> None:
         self.query_one("#chat-url", Input).display = False
+        self._status(f"Answers come from {self._route_words()}.")
         self.focus_default()
         self._find_flow_servers()
 
@@ -360,14 +361,16 @@ class ChatTab(Vertical):
 
     @on(Select.Changed, "#chat-route")
     def _route_changed(self) -> None:
-        served = self.route == "served"
-        self.query_one("#chat-url", Input).display = served
-        where = {
+        self.query_one("#chat-url", Input).display = self.route == "served"
+        if self.query_one("#chat-route", Select).has_focus:  # the user's choice, not a load
+            self._status(f"Answers come from {self._route_words()}.")
+
+    def _route_words(self) -> str:
+        return {
             "flow": "the flow in this process",
             "served": "the served flow at the URL",
             "direct": f"endpoint {self.services.config.endpoint_name}",
         }[self.route]
-        self._status(f"Answers come from {where}.")
 
     def _status(self, text: str, style: str = "") -> None:
         self.query_one("#chat-status", Static).update(Text(text, style=style))
@@ -617,22 +620,22 @@ class ChatTab(Vertical):
 
     # -- sessions ---------------------------------------------------------------------
 
-    def action_new_chat(self) -> None:
+    async def action_new_chat(self) -> None:
         """Start a new conversation (the current one is already saved)."""
         if self.asking is not None:
             self._status("Still answering: press Esc to stop it first.", "yellow")
             return
         self.session = None
         self.last_answer = ""
-        self._clear_conversation()
+        await self._clear_conversation()
         self._show_session()
         self._status("New chat: the first question names it.")
         self.focus_default()
 
-    def _clear_conversation(self) -> None:
+    async def _clear_conversation(self) -> None:
         conversation = self._conversation()
-        conversation.remove_children()
-        conversation.mount(
+        await conversation.remove_children()
+        await conversation.mount(
             Static(
                 "Ask the model something below; ctrl+j sends. ctrl+o loads a saved chat.",
                 id="chat-empty",
@@ -711,7 +714,7 @@ class ChatTab(Vertical):
         if message.info.route in {value for _, value in ROUTES}:
             self.query_one("#chat-route", Select).value = message.info.route
         self._show_session()
-        self._status(f"Loaded {len(message.turns)} turns.")
+        self._status(f"Loaded {len(message.turns)} turns; answers come from {self._route_words()}.")
         self.focus_default()
 
     def action_export_session(self) -> None:

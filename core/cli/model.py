@@ -1,4 +1,4 @@
-"""`phiops model …`: scaffold an offline base model (register and list come with the registry)."""
+"""`phiops model …`: scaffold an offline base model; register a job's model and list versions."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 import core
+from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, json_option
 from core.errors import NotFoundError, PhiopsError
 
@@ -75,3 +76,62 @@ def scaffold_tiny(out: Path, data_files: tuple[Path, ...], size: str, as_json: b
         )
 
     emit(summary, as_json, human)
+
+
+# -- the registry ------------------------------------------------------------------------
+
+
+def _when(stamp: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else ""
+
+
+@model.command("register")
+@click.option(
+    "--job", default=None, help="The job whose model to register (default: latest completed)."
+)
+@click.option("--name", default=None, help="Registered model name (default: model_name).")
+@click.option("--backend", type=click.Choice(["local", "azure"]), default=None)
+@json_option
+@pass_app
+def register(
+    app: AppContext, job: str | None, name: str | None, backend: str | None, as_json: bool
+) -> None:
+    """Register a job's MLflow model as the next version of a model."""
+    version = app.backend(backend).register_model(job, name or app.config.model_name)
+
+    def human() -> None:
+        console().print(
+            f"Registered [bold]{version.ref}[/] from job {version.job_name}", highlight=False
+        )
+        console().print(f"Deploy it with: phiops deploy --model {version.ref}", markup=False)
+
+    emit(version.__dict__ | {"ref": version.ref}, as_json, human)
+
+
+@model.command("list")
+@click.option("--name", default=None, help="Only this model's versions.")
+@click.option("--backend", type=click.Choice(["local", "azure"]), default=None)
+@json_option
+@pass_app
+def list_(app: AppContext, name: str | None, backend: str | None, as_json: bool) -> None:
+    """List registered models and their versions, newest first."""
+    versions = app.backend(backend).models(name)
+
+    def human() -> None:
+        if not versions:
+            console().print("No registered models yet; register one with `phiops model register`.")
+            return
+        from rich.table import Table
+
+        table = Table(show_edge=False)
+        for column in ("model", "version", "job", "registered"):
+            table.add_column(column, no_wrap=True)
+        for version in versions:
+            table.add_row(
+                version.name, version.version, version.job_name, _when(version.created_at)
+            )
+        console().print(table)
+
+    emit([v.__dict__ | {"ref": v.ref} for v in versions], as_json, human)

@@ -1,0 +1,156 @@
+"""`phiops deploy`: a registered model (or a job's) to an endpoint, blue/green, with progress.
+
+Which model: `--model NAME[:VERSION]` (the latest version without one), else `--job NAME`,
+else the latest Completed job; for a job, the version registered from it, or a new one.
+The endpoint is created if absent and never deleted; the new deployment starts at 0%,
+is smoke-tested, then takes `--traffic` percent (default 100).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from core.backend import JobStatus, ModelVersion, Progress
+from core.cli.main import AppContext, pass_app
+from core.cli.output import console, emit, err_console, json_option
+from core.errors import NotFoundError, PhiopsError
+from core.secrets import mask
+
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["local", "azure"]),
+    default=None,
+    help="Backend to use (default: the project's).",
+)
+
+
+@contextlib.contextmanager
+def progress_lines(as_json: bool, start: str) -> Iterator[Progress]:
+    """A spinner on stderr showing the current step, each finished step kept as a line.
+    With --json the steps still go to stderr (as plain lines), never to stdout."""
+    if as_json:
+        yield lambda message: click.echo(message, err=True)
+        return
+    from rich.markup import escape
+
+    out = err_console()
+    with out.status(start) as status:
+        last: list[str] = []
+
+        def say(message: str) -> None:
+            if not message.endswith(" s)"):  # a tick ("… (12 s)") only updates the spinner
+                if last:
+                    out.print(f"[dim]·[/] {escape(last[-1])}", highlight=False)
+                last[:] = [message]
+            status.update(escape(message))
+
+        yield say
+        if last:
+            out.print(f"[dim]·[/] {escape(last[-1])}", highlight=False)
+
+
+def parse_model_ref(value: str) -> tuple[str, str | None]:
+    name, _, version = value.partition(":")
+    if not name or (value.count(":") > 1):
+        raise click.BadParameter("give the model as NAME or NAME:VERSION", param_hint="--model")
+    return name, version or None
+
+
+def choose_model(
+    backend: Any, model: str | None, job: str | None, name: str, say: Progress
+) -> ModelVersion:
+    """The version to deploy (registering a job's model when it has none yet)."""
+    if model:
+        wanted, version = parse_model_ref(model)
+        versions = backend.models(wanted)
+        if not versions:
+            raise NotFoundError(f"no model named {wanted} is registered; see `phiops model list`")
+        if version is None:
+            return versions[0]
+        for found in versions:
+            if found.version == version:
+                return found
+        known = ", ".join(v.version for v in versions)
+        raise NotFoundError(f"model {wanted} has no version {version} (versions: {known})")
+    if job:
+        chosen = backend.job_status(job)
+    else:
+        chosen = next((j for j in backend.jobs() if j.status == JobStatus.COMPLETED), None)
+        if chosen is None:
+            raise NotFoundError(
+                "nothing to deploy: no completed job; train one (`phiops train submit`) or "
+                "name a registered model with --model NAME:VERSION"
+            )
+    for found in backend.models(name):
+        if found.job_name == chosen.name:
+            say(f"using {found.ref}, registered from job {chosen.name}")
+            return found
+    say(f"registering the model of job {chosen.name} as {name}")
+    return backend.register_model(chosen.name, name)
+
+
+@click.command()
+@click.option("--job", default=None, help="Deploy this job's model (default: latest completed).")
+@click.option("--model", default=None, metavar="NAME[:VERSION]", help="Deploy a registered model.")
+@click.option("--endpoint", default=None, help="Endpoint name (default: endpoint_name).")
+@click.option("--deployment", default=None, help="Deployment name (default: blue, green, …).")
+@click.option(
+    "--traffic",
+    type=click.IntRange(0, 100),
+    default=100,
+    show_default=True,
+    help="Share of traffic the new deployment takes once its smoke test passes.",
+)
+@backend_option
+@json_option
+@pass_app
+def deploy(
+    app: AppContext,
+    job: str | None,
+    model: str | None,
+    endpoint: str | None,
+    deployment: str | None,
+    traffic: int,
+    backend: str | None,
+    as_json: bool,
+) -> None:
+    """Deploy a model to an endpoint, blue/green: the new deployment takes traffic only
+    after a smoke test, and the previous one stays until you delete it."""
+    if job and model:
+        raise click.UsageError("give either --job or --model, not both")
+    config = app.config
+    chosen = app.backend(backend)
+    endpoint = endpoint or config.endpoint_name
+    try:
+        before = {d.name for d in chosen.endpoint(endpoint).deployments}
+    except NotFoundError:
+        before = set()
+    with progress_lines(as_json, "Choosing the model…") as say:
+        version = choose_model(chosen, model, job, config.model_name, say)
+        info = chosen.deploy(version, endpoint, deployment, traffic, progress=say)
+    created = sorted({d.name for d in info.deployments} - before)
+    name = deployment or (created[0] if created else "")
+    try:
+        key = mask(chosen.endpoint_keys(endpoint).primary)
+    except PhiopsError:
+        key = ""
+    data = {"model": version.ref, "deployment": name, "key": key, "endpoint": info.to_dict()}
+
+    def human() -> None:
+        out = console()
+        split = ", ".join(f"{n} {s}%" for n, s in sorted(info.traffic.items()))
+        out.print(
+            f"Deployed [bold]{version.ref}[/] as [bold]{name}[/] on endpoint "
+            f"[bold]{info.name}[/] (traffic: {split})",
+            highlight=False,
+        )
+        out.print(f"  scoring URI  {info.scoring_uri}", highlight=False, markup=False)
+        if key:
+            out.print(f"  key          {key}  (phiops endpoints keys --show-secrets)", markup=False)
+        out.print(f'\nTry it: phiops score "Hello!" --endpoint {info.name}', markup=False)
+
+    emit(data, as_json, human)

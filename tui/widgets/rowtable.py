@@ -148,9 +148,12 @@ class RowTable(ScrollView, can_focus=True):
         page = max(self.size.height, 1)
         top = int(self.scroll_offset.y)
         start, stop = max(0, top - page), min(self.row_count, top + 2 * page)
-        missing = [n for n in range(top, min(self.row_count, top + page)) if n not in self._rows]
-        if not missing or (self._loading and self._loading[0] <= top < self._loading[1]):
-            return
+        bottom = min(self.row_count, top + page)
+        missing = [n for n in range(top, bottom) if n not in self._rows]
+        if not missing or (
+            self._loading and self._loading[0] <= top and bottom <= self._loading[1]
+        ):
+            return  # nothing to read, or the load under way covers the view
         self._loading = (start, stop)
         self._load(self.index, self.generation, start, stop)
 
@@ -179,11 +182,11 @@ class RowTable(ScrollView, can_focus=True):
             self._rows.clear()
         for row in message.rows:
             self._rows[row.index] = row
-        if self._loading and message.rows and message.rows[-1].index >= self._loading[1] - 1:
+        if not message.rows or (self._loading and message.rows[-1].index >= self._loading[1] - 1):
             self._loading = None
+            if message.rows:  # (none read: the file changed; the next scroll or scan retries)
+                self._request_visible()  # the view may have moved or grown while it loaded
         self.refresh()
-        if not message.rows:
-            self._loading = None
 
     # -- cursor ---------------------------------------------------------------------------
 

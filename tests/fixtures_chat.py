@@ -202,6 +202,10 @@ class RecordingProxy:
 def load_chat_tool():
     """`flow/chat_tool.py` as a module of its own (Prompt flow loads it by path too)."""
     name = "phiops_flow_chat_tool"
+    from core.chat.inprocess import QUIET_ENV
+
+    for variable, value in QUIET_ENV.items():
+        os.environ.setdefault(variable, value)
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, FLOW_DIR / "chat_tool.py")

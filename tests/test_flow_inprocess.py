@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.chat.inprocess import QUIET_ENV
 from core.chat.service import (
     AnswerDelta,
     AnswerDone,
@@ -146,6 +147,7 @@ def test_the_real_pf_flow_test_command(scoring_server, tmp_path: Path) -> None:
         **os.environ,
         "PHIOPS_ENDPOINT_URL": scoring_server.scoring_uri,
         "PHIOPS_ENDPOINT_KEY": KEY,
+        **QUIET_ENV,
     }
     pf = str(Path(sys.executable).parent / "pf")
     history = json.dumps(
@@ -174,6 +176,7 @@ def test_the_real_pf_flow_test_command(scoring_server, tmp_path: Path) -> None:
     output = json.loads(result.stdout[result.stdout.index("{") :])
     assert output["answer"].startswith("The capital of")
     assert KEY not in result.stdout + result.stderr
+    assert "OneSettings" not in result.stderr  # no phoning home from a telemetry-off run
     detail = (FLOW_DIR / ".promptflow" / "flow.detail.json").read_text()
     assert KEY not in detail
     assert promptflow_processes() == [], "pf flow test left a Prompt flow service running"
@@ -184,6 +187,7 @@ def test_pf_flow_test_reports_a_wrong_key_in_one_sentence(scoring_server) -> Non
         **os.environ,
         "PHIOPS_ENDPOINT_URL": scoring_server.scoring_uri,
         "PHIOPS_ENDPOINT_KEY": "wrong-key-" + "q" * 30,
+        **QUIET_ENV,
     }
     pf = str(Path(sys.executable).parent / "pf")
     result = subprocess.run(

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from core.atomic import write_text_atomic
 from core.chat.endpoint import EndpointTarget
-from core.chat.inprocess import FLOW_DIR
+from core.chat.inprocess import FLOW_DIR, QUIET_ENV
 from core.errors import PhiopsError
 from core.paths import user_data_dir
 
@@ -82,7 +82,8 @@ def server_environment(target: EndpointTarget) -> dict[str, str]:
         "PHIOPS_ENDPOINT_KEY": target.key,
         "PHIOPS_ENDPOINT_TIMEOUT": f"{target.timeout_s:g}",
         "PF_HOME_DIRECTORY": str(pf_home()),
-        "PF_DISABLE_TRACING": "true",
+        **QUIET_ENV,
+        "PF_LOGGING_LEVEL": os.environ.get("PF_LOGGING_LEVEL", "WARNING"),  # a line per step
         "PYTHONUNBUFFERED": "1",
     }
     if target.deployment:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -27,8 +28,16 @@ CHAT_NODE = "chat"
 CONNECTION_NAME = "phiops_endpoint"
 
 
+# Prompt flow builds an Azure Monitor log exporter on import (for its telemetry) even when
+# telemetry is off, and that exporter polls a Microsoft settings host from a thread, logging
+# a warning to stderr each time it fails; this switch (the exporter's own) stops the polling.
+QUIET_ENV = {"APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true", "PF_DISABLE_TRACING": "true"}
+
+
 def _quiet_promptflow() -> None:
     """The executor logs every node to stdout; the CLI's JSON and the TUI's screen need it not."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
     from promptflow._utils import logger_utils
 
     for name in ("flow_logger", "bulk_logger", "logger", "service_logger"):
@@ -66,9 +75,9 @@ class InProcessFlow:
             return self._executor
 
     def _build(self) -> Any:
+        _quiet_promptflow()
         from promptflow.executor import FlowExecutor
 
-        _quiet_promptflow()
         flow_file = self.flow_dir / FLOW_FILE
         if not flow_file.is_file():
             raise ChatError(f"the chat flow is missing: {flow_file} does not exist")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import click
 
@@ -59,11 +60,16 @@ def serve(
     config = app.config
     target = resolve_target(config, app.backend)
     host = host or config.host
-    if not as_json:
-        err_console().print(f"Starting pf flow serve on {host}:{port or 'a free port'}…")
-    server = start_flow_server(
-        target, host=host, port=port, detach=detach, ready_timeout=ready_timeout
+    where = f"{host}:{port or 'a free port'}"
+    waiting = (
+        contextlib.nullcontext()
+        if as_json
+        else err_console().status(f"Starting pf flow serve on {where} (waiting for /health)…")
     )
+    with waiting:
+        server = start_flow_server(
+            target, host=host, port=port, detach=detach, ready_timeout=ready_timeout
+        )
     data = {
         "url": server.url,
         "score_url": server.score_url,
@@ -77,11 +83,8 @@ def serve(
 
     def human() -> None:
         out = console()
-        out.print(
-            f"[green]Flow ready[/] at {server.url}  (POST /score; streams with "
-            "Accept: text/event-stream)",
-            highlight=False,
-        )
+        out.print(f"[green]Flow ready[/] at {server.url}", highlight=False)
+        out.print("  POST /score; send Accept: text/event-stream to stream", highlight=False)
         out.print(f"  endpoint  {target.url}", highlight=False)
         out.print(f"  log       {server.log}", highlight=False)
         if detach:

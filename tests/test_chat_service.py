@@ -203,3 +203,20 @@ def test_the_endpoint_comes_from_the_backend(
 
     monkeypatch.setenv("PHIOPS_ENDPOINT_KEY", "from-the-shell-" + "s" * 20)
     assert resolve_target(az.config, lambda: az.backend).key == "from-the-shell-" + "s" * 20
+
+
+def test_the_chat_modules_load_nothing_heavy() -> None:
+    """The TUI imports these at start and the CLI per command: Prompt flow, httpx and the ML
+    libraries load only when a question is asked or a server started."""
+    import subprocess
+    import sys
+
+    heavy = ("promptflow", "httpx", "torch", "transformers", "mlflow", "azure.ai.ml", "textual")
+    modules = ("core.chat.service", "core.chat.flowserve", "core.cli.chat", "core.cli.flow")
+    code = f"import sys; import {', '.join(modules)}; print('\\n'.join(sys.modules))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert [name for name in heavy if name in loaded] == []

@@ -249,7 +249,7 @@ class ChatService:
                 self._client(), via_url, flow_inputs(question, turns, params)
             )
         else:
-            target = await asyncio.to_thread(self.endpoint_target)
+            target = self._target or await asyncio.to_thread(self.endpoint_target)
             if route == ChatRoute.DIRECT:
                 pieces = endpoint_pieces(
                     self._client(), target, chat_messages(question, turns), params

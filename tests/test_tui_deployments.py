@@ -1,0 +1,198 @@
+"""The Deployments tab on the local backend: real gateway and scoring-server processes.
+
+The project is the deploy tests' `local_job_project` (a model trained by a real local job);
+this module deploys to its own endpoint name, drives every operation through the tab's
+keys and dialogs, checks what the backend then reports, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import load_config
+from tests.fixtures_deploy import gone
+from tests.fixtures_tui_tabs import TabHarness, screen_text, wait_for
+from tui.services import Services
+from tui.tabs.deployments import DeploymentsTab
+from tui.tabs.deployments_dialogs import ConfirmScreen, DeployScreen, TrafficScreen
+
+pytestmark = pytest.mark.slow
+
+ENDPOINT = "tui-ep"
+DEPLOY_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def deploy_project(local_job_project):
+    """(folder, backend, versions): two registered versions; the endpoint deleted after."""
+    folder, backend, job = local_job_project
+    versions = [backend.register_model(job.name, "phi3-tiny") for _ in range(2)]
+    yield folder, backend, versions
+    if ENDPOINT in backend._endpoints.store.names():
+        backend.delete_endpoint(ENDPOINT)
+
+
+def services(folder: Path) -> Services:
+    """What `phiops tui` builds in the folder: the config, the backend built lazily."""
+    return Services(load_config(folder / "phiops.toml"))
+
+
+def traffic(tab: DeploymentsTab) -> dict[str, int] | None:
+    info = tab._endpoint(ENDPOINT)
+    return None if info is None else {name: pct for name, pct in info.traffic.items()}
+
+
+async def select(pilot, tab: DeploymentsTab, deployment: str | None) -> None:
+    """Move the cursor to a row with the arrow keys, as a user would."""
+    table = tab.query_one("#deploy-table")
+    key = f"dep:{ENDPOINT}/{deployment}" if deployment else f"ep:{ENDPOINT}"
+    target = table.get_row_index(key)
+    table.focus()
+    while table.cursor_row != target:
+        await pilot.press("down" if table.cursor_row < target else "up")
+    await pilot.pause()
+
+
+async def confirm(pilot, app) -> None:
+    """Cancel has the focus in a confirmation: Tab to the action, Enter."""
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.press("tab", "enter")
+    await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+
+
+async def deploy(pilot, app, tab: DeploymentsTab, version: str, share: int) -> None:
+    await pilot.press("d")
+    await wait_for(pilot, lambda: isinstance(app.screen, DeployScreen), timeout=60)
+    screen = app.screen
+    options = screen.query_one("#deploy-models")
+    ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+    options.highlighted = ids.index(f"phi3-tiny:{version}")
+    screen.query_one("#deploy-endpoint").value = ENDPOINT
+    screen.query_one("#deploy-traffic").value = str(share)
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: not isinstance(app.screen, DeployScreen))
+    await wait_for(pilot, lambda: not tab.busy, timeout=DEPLOY_TIMEOUT)
+
+
+async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) -> None:
+    folder, backend, versions = deploy_project
+    app = TabHarness(DeploymentsTab, services(folder))
+    seen: list = []
+    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
+        tab = app.query_one(DeploymentsTab)
+        await wait_for(pilot, lambda: tab.loaded, timeout=60)
+
+        # deploy version 1: a new endpoint, blue takes everything
+        await deploy(pilot, app, tab, versions[0].version, 100)
+        progress = [m.text for m in seen if isinstance(m, DeploymentsTab.OperationProgress)]
+        assert any("smoke-testing" in text for text in progress), progress
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 100})
+        info = backend.endpoint(ENDPOINT)
+        assert [(d.name, d.state) for d in info.deployments] == [("blue", "Succeeded")]
+
+        # the key: masked on screen, the real one only on the clipboard
+        await select(pilot, tab, None)
+        key = backend.endpoint_keys(ENDPOINT).primary
+        await wait_for(pilot, lambda: "…" in tab.masked_keys.get(ENDPOINT, ""))
+        shown = screen_text(app)
+        assert key not in shown and info.scoring_uri in shown
+        assert tab.masked_keys[ENDPOINT] in shown
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.clipboard == key)
+        await pilot.press("u")
+        assert app.clipboard == info.scoring_uri
+        # the logs of the deployment taking the traffic, with the key masked if it is there
+        await wait_for(pilot, lambda: tab.query_one("#deploy-logs").line_count > 0)
+        assert key not in "\n".join(tab.query_one("#deploy-logs").lines)
+
+        # version 2 beside it at 20%
+        await deploy(pilot, app, tab, versions[1].version, 20)
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 80, "green": 20})
+        assert backend.endpoint(ENDPOINT).traffic == {"blue": 80, "green": 20}
+
+        # shift: green (the least traffic, so highlighted first) to 50%
+        await select(pilot, tab, None)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
+        share = app.screen.query_one("#traffic-share")
+        share.value = "50"
+        await pilot.pause()
+        plan = str(app.screen.query_one("#traffic-plan").render())
+        assert "blue 80% → 50%" in plan and "green 20% → 50%" in plan
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 50, "green": 50}, timeout=60)
+
+        # roll back: the split before the shift
+        await pilot.press("b")
+        await confirm(pilot, app)
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 80, "green": 20}, timeout=60)
+        assert backend.endpoint(ENDPOINT).traffic == {"blue": 80, "green": 20}
+
+        # green still takes traffic: deleting it is refused before any dialog
+        await select(pilot, tab, "green")
+        await pilot.press("x")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("still takes 20%" in n.message for n in app._notifications)
+
+        # move it all to blue, then delete green; Escape first changes nothing
+        await select(pilot, tab, None)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
+        app.screen.query_one("#traffic-share").value = "0"  # green, highlighted
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 100, "green": 0}, timeout=60)
+        green_pid = backend._endpoints.store.read(ENDPOINT).deployments["green"].process.pid
+        await select(pilot, tab, "green")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "green" in backend.endpoint(ENDPOINT).traffic
+        await pilot.press("x")
+        await confirm(pilot, app)
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 100}, timeout=60)
+        assert gone(green_pid)
+
+        # delete the endpoint from its row
+        record = backend._endpoints.store.read(ENDPOINT)
+        pids = [record.gateway.pid, *(d.process.pid for d in record.deployments.values())]
+        await select(pilot, tab, None)
+        await pilot.press("x")
+        await confirm(pilot, app)
+        await wait_for(pilot, lambda: traffic(tab) is None and not tab.busy, timeout=60)
+        assert ENDPOINT not in [info.name for info in backend.endpoints()]
+        assert all(gone(pid) for pid in pids)
+
+
+async def test_the_chat_tab_answers_through_the_local_endpoint(
+    deploy_project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a user does after deploying: open Chat and ask, no URL or key to copy anywhere."""
+    from tests.fixtures_tui import make_app
+    from tui.tabs.chat import AnswerView, ChatTab, ErrorView, PromptInput
+
+    folder, backend, versions = deploy_project
+    backend.deploy(versions[1], ENDPOINT)
+    monkeypatch.setenv("PHIOPS_ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.delenv("PHIOPS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("PHIOPS_ENDPOINT_KEY", raising=False)
+    app = make_app(folder, tab="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "chat" in app.tabs)
+        tab = app.tabs["chat"]
+        assert isinstance(tab, ChatTab)
+        await wait_for(
+            pilot, lambda: tab.query(PromptInput) and tab.query_one(PromptInput).has_focus
+        )
+        for route in ("direct", "flow"):
+            tab.query_one("#chat-route").value = route
+            tab.query_one("#chat-max-tokens").value = "16"
+            tab.query_one(PromptInput).load_text("What is the capital of Chile?")
+            await pilot.press("ctrl+j")
+            await wait_for(pilot, lambda: tab.asking is None, timeout=180)
+            assert not list(tab.query(ErrorView)), screen_text(app)
+            answer = list(tab.query(AnswerView))[-1]
+            assert answer.markdown.source.strip() and route in answer.meta

@@ -78,6 +78,15 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0
         await asyncio.sleep(0)
 
 
+async def ready(pilot, app) -> None:
+    """Wait until the first tab is built (after the first frame) and has composed."""
+    await wait_for(
+        pilot,
+        lambda: app.tabs.get(app.initial_tab) is not None and app.tabs[app.initial_tab].is_mounted,
+    )
+    await pilot.pause()
+
+
 def screen_text(app) -> str:
     """The screen as plain text lines."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

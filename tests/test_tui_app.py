@@ -21,6 +21,7 @@ from core.backend import JobStatus
 from tests.fixtures_tui import (
     make_app,
     notifications,
+    ready,
     screen_text,
     wait_for,
     write_job,
@@ -34,13 +35,14 @@ def test_startup_and_every_tab_import_no_heavy_library(tui_project: Path) -> Non
     """The first frame and every tab, in a fresh interpreter: none of the ML/Azure stacks."""
     script = f"""
 import asyncio, json, sys
-from tests.fixtures_tui import make_app
+from tests.fixtures_tui import make_app, ready
 from pathlib import Path
 
 async def main():
     app = make_app(Path({str(tui_project)!r}))
     seen = {{}}
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await pilot.pause(0.5)
         seen["first frame"] = [m for m in {HEAVY!r} if m in sys.modules]
         for key in "12345":
@@ -117,6 +119,7 @@ async def test_the_palette_offers_every_action_and_runs_it(tui_project: Path) ->
 
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         titles = [title for title, _, _ in app.palette_commands()]
         for wanted in (
             "Prepare data…",
@@ -165,6 +168,7 @@ async def test_f1_and_question_mark_show_the_keys_of_the_tab(tui_project: Path) 
 
     app = make_app(tui_project, tab="jobs")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await pilot.pause(0.3)
         await pilot.press("f1")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
@@ -179,6 +183,7 @@ async def test_f1_and_question_mark_show_the_keys_of_the_tab(tui_project: Path) 
 async def test_number_keys_switch_tabs_and_focus_them(tui_project: Path) -> None:
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await pilot.pause(0.3)
         for key, tab in (("3", "jobs"), ("2", "dataset"), ("1", "resources")):
             await pilot.press(key)
@@ -202,6 +207,7 @@ async def test_a_job_changing_state_is_notified(tui_project: Path, log_writer) -
     write_job(tui_project, "brave_otter_1", JobStatus.RUNNING, runner=runner)
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await wait_for(pilot, lambda: [job.name for job in app.jobs] == ["brave_otter_1"])
         assert "1 job active" in screen_text(app).splitlines()[0]
         record = store.read("brave_otter_1")
@@ -230,6 +236,7 @@ async def test_switching_backend_reloads_header_and_tabs(
     AzureWorld().patch(monkeypatch)  # nothing exists there: the check says so
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await wait_for(pilot, lambda: "Backend local" in screen_text(app))
         app.action_switch_backend("azure")
         await wait_for(pilot, lambda: "│ azure │" in screen_text(app).splitlines()[0])

@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.fixtures_tui import (
     make_app,
     notifications,
+    ready,
     screen_text,
     wait_for,
 )
@@ -24,6 +25,7 @@ async def test_the_sample_is_shown_row_by_row_with_its_conversation(tui_project:
     rows = [json.loads(line) for line in (tui_project / "data/train_data.jsonl").open()]
     app = make_app(tui_project, tab="dataset")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         table = app.query_one(RowTable)
         await wait_for(pilot, lambda: table.row_count == len(rows) and table.summary(0))
         text = screen_text(app)
@@ -69,6 +71,7 @@ async def test_a_large_file_shows_its_first_rows_before_it_is_indexed(tui_projec
             handle.write(line.replace('"q ', f'"question {number} ', 1))
     app = make_app(tui_project, tab="dataset")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         table = app.query_one(RowTable)
         await wait_for(pilot, lambda: table.row_count > 0)
         tab = app.tabs["dataset"]
@@ -101,6 +104,7 @@ async def test_validation_lists_problems_and_enter_jumps_to_the_row(tui_project:
     bad.write_text("\n".join(rows) + "\n", encoding="utf-8")
     app = make_app(tui_project, tab="dataset")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         tab = app.tabs["dataset"]
         table = app.query_one(RowTable)
         await wait_for(pilot, lambda: table.row_count > 0)
@@ -135,6 +139,7 @@ async def test_prepare_from_the_form_writes_the_files_and_opens_them(project: Pa
 
     app = build(project, tab="dataset")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await wait_for(pilot, lambda: "press p to prepare" in screen_text(app))
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen))

@@ -20,6 +20,7 @@ from tests.fixtures_tui import (
     job_store,
     make_app,
     notifications,
+    ready,
     screen_text,
     training_events,
     wait_for,
@@ -59,6 +60,7 @@ async def test_jobs_are_listed_with_statuses_log_and_loss_chart(tui_project: Pat
     finished_jobs(tui_project)
     app = make_app(tui_project, tab="jobs")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         tab: JobsTab = app.tabs["jobs"]
         table = app.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 3)
@@ -90,6 +92,7 @@ async def test_a_running_jobs_log_follows_pauses_and_filters(tui_project: Path, 
     write_job(tui_project, "busy_bee_1", JobStatus.RUNNING, runner=runner, created=time.time())
     app = make_app(tui_project, tab="jobs")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         tab: JobsTab = app.tabs["jobs"]
         log = app.query_one(Log)
         await wait_for(pilot, lambda: log.line_count > 1000)
@@ -128,6 +131,7 @@ async def test_submit_form_checks_numbers_and_cancel_asks_first(
     write_job(tui_project, "waiting_one", JobStatus.QUEUED, created=T0 + 60)
     app = make_app(tui_project, tab="jobs")
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         tab: JobsTab = app.tabs["jobs"]
         await wait_for(pilot, lambda: tab.selected == "waiting_one")
         await pilot.press("s")
@@ -167,6 +171,7 @@ async def test_a_job_submitted_from_the_form_trains_with_live_log_and_loss(
     app = make_app(tui_project, tab="jobs")
     try:
         async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot, app)
             tab: JobsTab = app.tabs["jobs"]
             await wait_for(pilot, lambda: "No jobs yet" in screen_text(app))
             await pilot.press("s")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.azure_standins import GPU_SIZE, SUBSCRIPTION, AzureWorld, provision
-from tests.fixtures_tui import make_app, screen_text, wait_for
+from tests.fixtures_tui import make_app, ready, screen_text, wait_for
 
 AZURE = """[project]
 backend = "azure"
@@ -27,6 +27,7 @@ async def test_local_findings_with_detail_fix_and_copy(tui_project: Path) -> Non
 
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         tab = app.tabs["resources"]
         await wait_for(pilot, lambda: len(tab.findings) >= 8)
         text = screen_text(app)
@@ -68,6 +69,7 @@ async def test_azure_findings_show_roles_and_how_to_fix_a_missing_one(
 ) -> None:
     app = make_app(tui_project)
     async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
         tab = app.tabs["resources"]
         await wait_for(pilot, lambda: tab.findings, timeout=60)
         text = screen_text(app)
@@ -111,6 +113,7 @@ async def test_a_sign_in_failure_is_one_sentence(
     world.patch(monkeypatch)
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         tab = app.tabs["resources"]
         await wait_for(pilot, lambda: "sign in" in screen_text(app).lower(), timeout=60)
         text = screen_text(app)

@@ -13,7 +13,7 @@ import pytest
 
 from core.backend import JobStatus
 from tests.azure_standins import GPU_SIZE, SUBSCRIPTION, AzureWorld, provision
-from tests.fixtures_tui import T0, make_app, training_events, wait_for, write_job
+from tests.fixtures_tui import T0, make_app, ready, training_events, wait_for, write_job
 
 SIZES = [(80, 24), (120, 40)]
 AZURE = f"""[project]
@@ -43,6 +43,7 @@ def test_resources_tab(snap_compare, tui_project: Path, monkeypatch, size) -> No
     app = make_app(tui_project, poll=3600)
 
     async def loaded(pilot) -> None:
+        await ready(pilot, app)
         await wait_for(pilot, lambda: app.tabs["resources"].findings, timeout=60)
         await pilot.pause(0.3)
 
@@ -56,6 +57,7 @@ def test_dataset_tab(snap_compare, tui_project: Path, size) -> None:
     app = make_app(tui_project, tab="dataset", poll=3600)
 
     async def loaded(pilot) -> None:
+        await ready(pilot, app)
         await wait_for(pilot, lambda: app.query(RowTable))
         table = app.query_one(RowTable)
         await wait_for(pilot, lambda: table.row_count and table.summary(0))
@@ -103,6 +105,7 @@ def test_jobs_tab(snap_compare, tui_project: Path, size) -> None:
     app = make_app(tui_project, tab="jobs", poll=3600)
 
     async def loaded(pilot) -> None:
+        await ready(pilot, app)
         await wait_for(pilot, lambda: app.query(LossChart))
         chart = app.query_one(LossChart)
         await wait_for(pilot, lambda: len(chart.loss) == 40 and len(chart.eval_loss) == 4)

@@ -117,6 +117,11 @@ class PhiopsApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # The first frame (header, tab bar, footer) paints before any tab is built or any
+        # worker starts: workers' threads would compete with it for the interpreter.
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
         self.build_tab(self.initial_tab)
         self.call_after_refresh(self._focus_tab, self.initial_tab)
         self._start_polling()

@@ -142,6 +142,7 @@ async def test_the_palette_offers_every_action_and_runs_it(tui_project: Path) ->
             ("jobs", "submit"),
             ("jobs", "cancel"),
             ("jobs", "resume"),
+            ("jobs", "register"),
             ("deployments", "deploy"),
             ("deployments", "shift_traffic"),
             ("deployments", "rollback"),

@@ -200,6 +200,13 @@ async def test_a_job_submitted_from_the_form_trains_with_live_log_and_loss(
             assert "fine_tune" in log or "loss" in log
             assert any("Running → Completed" in text for text in notifications(app))
             assert "from the tui" in screen_text(app)
+            # its model goes to the registry, for the Deployments tab to deploy
+            await pilot.press("m")
+            await wait_for(
+                pilot,
+                lambda: any("Registered phi3-finetuned:" in text for text in notifications(app)),
+                timeout=120,
+            )
     finally:
         for record in job_store(tui_project).records():
             for ref in (record.trainer, record.runner):

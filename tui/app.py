@@ -67,6 +67,24 @@ class AppHeader(Static):
         self.update(f"{main}{' │ ' + jobs if jobs else ''}")
 
 
+class Tabs(TabbedContent):
+    """TabbedContent that a stale focus cannot switch back.
+
+    When the terminal reports that it got the focus back (tmux and most terminals send
+    focus events), Textual refocuses the widget that had the focus before, even if its tab
+    has been hidden since; TabbedContent would then show that tab again, under the user's
+    key press. A focus arriving from a hidden pane is ignored and the shown tab keeps it.
+    """
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        if event.tab_pane.id != self.active and not event.tab_pane.display:
+            event.stop()
+            event.prevent_default()
+            focus = getattr(self.app, "_focus_tab", None)
+            if callable(focus):
+                self.call_after_refresh(focus, self.active)
+
+
 class PhiopsApp(App[None]):
     """The phiops operations and chat app."""
 
@@ -101,6 +119,7 @@ class PhiopsApp(App[None]):
         self.jobs: list[JobInfo] = []
         self.jobs_reason = ""  # why the job list could not be read, if it could not
         self._job_states: dict[str, JobStatus] | None = None
+        self.submitted_here: set[str] = set()  # announced by the Jobs tab already
         self._polling = False
         self._poll_timer = None
 
@@ -109,7 +128,7 @@ class PhiopsApp(App[None]):
     def compose(self) -> ComposeResult:
         # Kept as attributes: `query_one` searches the active screen, which may be a dialog.
         self.header = AppHeader(header_text(self.services), id="app-header", markup=False)
-        self.tabbed = TabbedContent(initial=self.initial_tab, id="tabs")
+        self.tabbed = Tabs(initial=self.initial_tab, id="tabs")
         yield self.header
         with self.tabbed:
             for tab_id, title, _ in TABS:
@@ -273,7 +292,7 @@ class PhiopsApp(App[None]):
         for job in jobs:
             old = before.get(job.name)
             if old is None or old == job.status:
-                if old is None:
+                if old is None and job.name not in self.submitted_here:
                     self.notify(f"{_label(job)} was submitted ({job.status}).", title="Job")
                 continue
             severity = {"Failed": "error", "Canceled": "warning"}.get(str(job.status))
@@ -318,6 +337,11 @@ class PhiopsApp(App[None]):
                 "Resume the selected job",
                 "Continue a canceled or failed job from its checkpoint",
                 tab("jobs", "resume"),
+            ),
+            (
+                "Register the selected job's model",
+                "Put a completed job's model in the registry, ready to deploy",
+                tab("jobs", "register"),
             ),
             (
                 "Deploy a model…",

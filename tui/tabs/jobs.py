@@ -103,7 +103,7 @@ follows its end as it is written; scroll up or press f to pause following, f aga
 resume. / filters the log (Escape clears). The chart draws the training loss (cyan) and
 evaluation loss (magenta) by step. s opens the submit form (ctrl+s submits), x cancels
 the selected job after asking (the trainer saves a checkpoint), R resumes a canceled or
-failed job from its checkpoint.
+failed job from its checkpoint, m registers a completed job's model (to deploy it).
 """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -112,6 +112,7 @@ failed job from its checkpoint.
         Binding("f", "toggle_follow", "Pause/follow", id="jobs.follow"),
         Binding("slash", "filter", "Filter", id="jobs.filter"),
         Binding("R", "resume", "Resume", show=False, id="jobs.resume"),
+        Binding("m", "register", "Register model", show=False, id="jobs.register"),
         Binding("r", "refresh", "Refresh", show=False, id="jobs.refresh"),
     ]
 
@@ -267,10 +268,13 @@ failed job from its checkpoint.
         text = Text(no_wrap=True, overflow="ellipsis")
         status = str(job.status)
         text.append(f"{status} ", style=STATUS_STYLE.get(status, ""))
-        if self.snapshot is not None and (self.snapshot.phase or self.snapshot.step is not None):
-            text.append(self.snapshot.describe())
-        elif job.error:
+        snapshot = self.snapshot
+        if job.status.is_final and job.error:
             text.append(job.error.splitlines()[-1])
+        elif snapshot is not None and snapshot.phase in ("failed", "interrupted"):
+            text.append(snapshot.message or snapshot.phase)
+        elif snapshot is not None and (snapshot.phase or snapshot.step is not None):
+            text.append(snapshot.describe())
         state = "⏸ paused (f follows)" if not self.following else "following"
         text.append(f"  │ log {state}", style="dim")
         if self.filter:
@@ -370,6 +374,8 @@ failed job from its checkpoint.
         log.clear()
         needle = self.filter.lower()
         log.write_lines([line for line in self.recent if needle in line.lower()])
+        if self.following:
+            log.scroll_end(animate=False)
         self._show_progress()
 
     def key_escape(self) -> None:
@@ -459,6 +465,9 @@ failed job from its checkpoint.
         except Exception as error:
             self.post_message(self.Done(error_sentence(error, "Submitting the job"), "error"))
             return
+        submitted = getattr(self.app, "submitted_here", None)
+        if isinstance(submitted, set):
+            submitted.add(job.name)  # the app's poller need not announce it a second time
         self.post_message(self.Done(f"Submitted {job.name} ({job.status}).", select=job.name))
 
     def action_cancel(self) -> None:
@@ -504,6 +513,28 @@ failed job from its checkpoint.
             self.post_message(self.Done(error_sentence(error, "Resuming the job"), "error"))
             return
         self.post_message(self.Done(f"{name} is {job.status} again.", select=name))
+
+    def action_register(self) -> None:
+        """Register the selected completed job's model, for the Deployments tab to deploy."""
+        job = self.job(self.selected)
+        if job is None:
+            return
+        if str(job.status) != "Completed":
+            self.notify(f"{job.name} is {job.status}; only a completed job has a model.")
+            return
+        self.notify(f"Registering the model of {job.name}…")
+        self._run_register(job.name)
+
+    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    def _run_register(self, name: str) -> None:
+        try:
+            model = self.services.backend().register_model(name)
+        except Exception as error:
+            self.post_message(self.Done(error_sentence(error, "Registering the model"), "error"))
+            return
+        self.post_message(
+            self.Done(f"Registered {model.ref} from {name}; deploy it in the Deployments tab.")
+        )
 
     def on_jobs_tab_done(self, message: Done) -> None:
         self.notify(

@@ -33,6 +33,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
 from textual.worker import get_current_worker
 
+from tui.tabs.deployments_dialogs import keep_focus, open_dialog
 from tui.tabs.sentences import as_sentence, error_sentence
 
 if TYPE_CHECKING:
@@ -347,6 +348,9 @@ class ChatTab(Vertical):
                 self.query_one("#chat-route", Select).value = "flow"
         else:
             self._status("No flow server was running.")
+
+    def on_descendant_blur(self) -> None:
+        keep_focus(self)
 
     def focus_default(self) -> None:
         self.query_one("#chat-input", PromptInput).focus()
@@ -668,7 +672,7 @@ class ChatTab(Vertical):
             self._status("No saved chats yet.", "yellow")
             return
         sessions = sorted(message.sessions, key=lambda s: s.updated_at, reverse=True)
-        self.app.push_screen(LoadSessionScreen(sessions), self._session_chosen)
+        open_dialog(self, LoadSessionScreen(sessions), self._session_chosen)
 
     def _session_chosen(self, session_id: str | None) -> None:
         if session_id:
@@ -726,7 +730,7 @@ class ChatTab(Vertical):
             return
         slug = re.sub(r"[^a-z0-9]+", "-", (self.session.title or "chat").lower()).strip("-")
         default = self.services.config.project_dir / f"chat-{slug[:40] or 'session'}.md"
-        self.app.push_screen(ExportScreen(str(default)), self._export_chosen)
+        open_dialog(self, ExportScreen(str(default)), self._export_chosen)
 
     def _export_chosen(self, path: str | None, overwrite: bool = False) -> None:
         if path and self.session is not None:
@@ -760,8 +764,8 @@ class ChatTab(Vertical):
             screen = ConfirmScreen(
                 "Replace the file?", f"{message.path} exists. Replace it?", confirm="Replace"
             )
-            self.app.push_screen(
-                screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
+            open_dialog(
+                self, screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
             )
         elif message.error:
             self.notify(message.error, severity="error", markup=False)

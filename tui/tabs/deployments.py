@@ -29,13 +29,14 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 
+from tui.tabs.deployments_dialogs import keep_focus, open_dialog
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
     from core.backend import Backend, DeploymentInfo, EndpointInfo, ModelVersion
     from tui.tabs.deployments_dialogs import DeployRequest
 
-REFRESH_SECONDS = 10.0
+REFRESH_SECONDS = {"local": 5.0, "azure": 30.0}  # Azure reads are slow and metered
 LOG_LINES = 200
 WIDE = 110  # columns from which the logs sit beside the table instead of under it
 
@@ -153,6 +154,8 @@ class DeploymentsTab(Vertical):
         self.states: dict[str, str] = {}  # "endpoint" or "endpoint/deployment" -> state
         self.selection: Selection | None = None
         self.busy: str = ""  # what the running operation does; "" when none runs
+        self.loading = False  # an endpoints read is out
+        self.log_source: tuple[str, str, str] | None = None  # (endpoint, deployment, text) shown
         self.loaded = False
         self.load_error = ""
 
@@ -176,7 +179,10 @@ class DeploymentsTab(Vertical):
     def on_mount(self) -> None:
         self.action_refresh()
         self.focus_default()
-        self.set_interval(REFRESH_SECONDS, self._tick)
+        self.set_interval(REFRESH_SECONDS.get(self.backend_name, 10.0), self._tick)
+
+    def on_descendant_blur(self) -> None:
+        keep_focus(self)
 
     def focus_default(self) -> None:
         """Where the keyboard starts when the tab is shown: the endpoints table."""
@@ -185,7 +191,7 @@ class DeploymentsTab(Vertical):
     def on_backend_changed(self) -> None:
         """`tui.messages.BackendChanged`: the app switched backend; show the new one's."""
         self.endpoints, self.masked_keys, self.states = [], {}, {}
-        self.selection, self.loaded = None, False
+        self.selection, self.loaded, self.log_source = None, False, None
         self.query_one("#deploy-table", DataTable).clear()
         self.query_one("#deploy-logs", Log).clear()
         self.query_one("#deploy-details", Static).update("Loading endpoints…")
@@ -195,7 +201,10 @@ class DeploymentsTab(Vertical):
         self.set_class(self.size.width >= WIDE, "-wide")
 
     def _tick(self) -> None:
-        if not self.busy:
+        """The periodic refresh, also while an operation runs (its new deployment shows up
+        as Creating); skipped while the last read is still out (a slow sign-in must not
+        pile up threads)."""
+        if not self.loading:
             self.action_refresh()
 
     # -- reading the backend (workers) --------------------------------------------------
@@ -213,6 +222,7 @@ class DeploymentsTab(Vertical):
 
     def action_refresh(self) -> None:
         """Reload the endpoints (and the selected deployment's logs)."""
+        self.loading = True
         self._load_endpoints(dict(self.masked_keys))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-load")
@@ -253,16 +263,18 @@ class DeploymentsTab(Vertical):
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
-        self.loaded = True
+        self.loaded, self.loading = True, False
         self.load_error = ""
         self.masked_keys = message.keys
         self._notify_changes(message.endpoints)
         self.endpoints = message.endpoints
         self._fill_table()
         self._show_details()
+        self._show_logs_for_selection()
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:
+        self.loading = False
         self.load_error = message.error
         self.query_one("#deploy-details", Static).update(Text(message.error, style="red"))
 
@@ -339,7 +351,7 @@ class DeploymentsTab(Vertical):
         changed = selection != self.selection
         self.selection = selection
         self._show_details()
-        if changed or not deployment:
+        if changed:
             self._show_logs_for_selection()
 
     def _show_logs_for_selection(self) -> None:
@@ -352,6 +364,7 @@ class DeploymentsTab(Vertical):
         if deployment is None:
             title.update("Logs")
             logs.clear()
+            self.log_source = None
             return
         title.update(f"Logs · {selection.endpoint}/{deployment} (l reloads)")
         self._load_logs(selection.endpoint, deployment)
@@ -371,6 +384,10 @@ class DeploymentsTab(Vertical):
         wanted = selection.deployment or self._main_deployment(selection.endpoint)
         if wanted != message.deployment:
             return
+        shown = (message.endpoint, message.deployment, message.error or message.text)
+        if shown == self.log_source:
+            return  # unchanged: leave the view (and where the user scrolled) alone
+        self.log_source = shown
         logs = self.query_one("#deploy-logs", Log)
         logs.clear()
         if message.error:
@@ -536,7 +553,7 @@ class DeploymentsTab(Vertical):
             self._charges_warning(),
             self.services.config.deployment_name,
         )
-        self.app.push_screen(screen, self._deploy_chosen)
+        open_dialog(self, screen, self._deploy_chosen)
 
     def _charges_warning(self) -> str:
         if self.backend_name != "azure":
@@ -585,9 +602,7 @@ class DeploymentsTab(Vertical):
                 markup=False,
             )
             return
-        self.app.push_screen(
-            TrafficScreen(info), lambda plan: self._traffic_chosen(info.name, plan)
-        )
+        open_dialog(self, TrafficScreen(info), lambda plan: self._traffic_chosen(info.name, plan))
 
     def _traffic_chosen(self, endpoint: str, plan: dict[str, int] | None) -> None:
         if plan is None or not self._start(f"Shifting traffic on {endpoint}"):
@@ -611,7 +626,7 @@ class DeploymentsTab(Vertical):
             f"Now: {_split_text(info) or 'no traffic'}."
         )
         screen = ConfirmScreen(f"Roll back {info.name}", body, confirm="Roll back")
-        self.app.push_screen(screen, lambda yes: self._rollback_confirmed(info.name, yes))
+        open_dialog(self, screen, lambda yes: self._rollback_confirmed(info.name, yes))
 
     def _rollback_confirmed(self, endpoint: str, yes: bool | None) -> None:
         if not yes or not self._start(f"Rolling back {endpoint}"):
@@ -658,8 +673,8 @@ class DeploymentsTab(Vertical):
             "this cannot be undone."
         )
         screen = ConfirmScreen(f"Delete {info.name}/{name}", body)
-        self.app.push_screen(
-            screen, lambda yes: self._delete_deployment_confirmed(info.name, name, yes)
+        open_dialog(
+            self, screen, lambda yes: self._delete_deployment_confirmed(info.name, name, yes)
         )
 
     def _delete_deployment_confirmed(
@@ -688,7 +703,7 @@ class DeploymentsTab(Vertical):
             "keys stop working; this cannot be undone."
         )
         screen = ConfirmScreen(f"Delete endpoint {info.name}", body, confirm="Delete endpoint")
-        self.app.push_screen(screen, lambda yes: self._delete_endpoint_confirmed(info.name, yes))
+        open_dialog(self, screen, lambda yes: self._delete_endpoint_confirmed(info.name, yes))
 
     def _delete_endpoint_confirmed(self, endpoint: str, yes: bool | None) -> None:
         if not yes or not self._start(f"Deleting {endpoint}"):

@@ -7,19 +7,47 @@ Enter in an input submits, and a destructive dialog opens with Cancel focused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 if TYPE_CHECKING:
     from core.backend import EndpointInfo, ModelVersion
+
+
+def open_dialog(owner: Widget, screen: ModalScreen, then: Callable[[Any], object]) -> None:
+    """Push `screen`; once it closes run `then(result)` and give the keyboard back to
+    `owner` if nothing holds it (Textual can blur a widget hidden under a modal, which
+    would leave every key of the tab dead until Tab is pressed)."""
+
+    def closed(result: Any) -> None:
+        then(result)
+        owner.call_after_refresh(_refocus, owner)
+
+    owner.app.push_screen(screen, closed)
+
+
+def keep_focus(owner: Widget) -> None:
+    """For a tab's `on_descendant_blur`: when the focus went nowhere (Textual blurs a
+    widget that is hidden for a moment, e.g. while a dialog closes), take it back."""
+    owner.call_after_refresh(_refocus, owner)
+
+
+def _refocus(owner: Widget) -> None:
+    focus = getattr(owner, "focus_default", None)
+    if not (owner.is_attached and callable(focus)):
+        return
+    if owner.app.focused is None and owner.screen is owner.app.screen and owner.is_on_screen:
+        focus()
 
 
 def say(widget: Static, text: str) -> None:

@@ -78,7 +78,7 @@ class ServerState:
         settings: RequestSettings | None = None,
         loader: Callable[[], Engine] | None = None,
         max_batch_prompts: int = 32,
-        batch_window_s: float = 0.02,
+        batch_window_s: float = 0.1,
         on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.digests = [digest(key) for key in keys if key]

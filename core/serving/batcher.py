@@ -3,10 +3,15 @@
 Requests queue as `Job`s. The worker takes the oldest job and every queued job with the
 same generation settings (the same `ScoreRequest.key`), up to `max_batch_prompts`
 prompts, and runs them as one left-padded batch; jobs with other settings wait for the
-next round, oldest first. After a batch of N requests the worker expects N again and
-waits up to `window_s` for them to arrive before starting, so clients that send again
-as soon as they are answered keep landing in one batch; after a batch of one it does not
-wait, so a lone request pays nothing.
+next round, oldest first.
+
+Closed-loop clients (each sends again once answered) would otherwise split into groups
+that take turns: while group A generates, group B queues; B starts the moment A ends,
+before A's clients are back. So after each batch the worker expects as many requests as
+it just answered plus those still queued, and before starting it waits for that many —
+at most a tenth of the last generation's time (plus 10 ms, capped at `window_s`), so the
+wait never costs more than a small share of the latency it buys throughput for. After
+a lone request nothing is expected, so a lone request never waits.
 
 Every job's `done` is called exactly once, from the worker thread: with the answers, or
 with a `JobFailed` carrying the HTTP status to answer with. Cancelled rows (a timeout,
@@ -58,6 +63,7 @@ class Stats:
     batches: int = 0
     generated_tokens: int = 0
     largest_batch: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)  # prompts in a batch -> batches
     unauthorized: int = 0
     rejected_busy: int = 0
     timed_out: int = 0
@@ -72,7 +78,7 @@ class Batcher:
         stats: Stats | None = None,
         *,
         max_batch_prompts: int = 32,
-        window_s: float = 0.02,
+        window_s: float = 0.1,
     ) -> None:
         self.engine = engine
         self.stats = stats or Stats()
@@ -81,7 +87,8 @@ class Batcher:
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._expected = 1  # requests the last batch held
+        self._expected = 1  # requests expected in the next batch
+        self._last_generate_s = 0.0
         self._running: list[Job] = []
         self._thread = threading.Thread(target=self._run, name="generate", daemon=True)
 
@@ -137,7 +144,8 @@ class Batcher:
         first = next((job for job in self._queue if not job.cancelled), None)
         if first is None:
             return
-        deadline = time.monotonic() + self.window_s
+        window = min(self.window_s, 0.01 + self._last_generate_s / 10)
+        deadline = time.monotonic() + window
         while not self._stopping and self._compatible(first.key) < self._expected:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -183,7 +191,6 @@ class Batcher:
             return
         owners = [job for job in jobs for _ in job.prompts]
         emitters = [job.emit for job in jobs for _ in job.prompts]
-        self._expected = len(jobs)
         started = time.monotonic()
         try:
             answers = self.engine.generate(
@@ -199,9 +206,13 @@ class Batcher:
             for job in jobs:
                 job.done(None, failure)
             return
+        self._last_generate_s = time.monotonic() - started
+        with self._cond:
+            self._expected = len(jobs) + sum(1 for job in self._queue if not job.cancelled)
         self.stats.batches += 1
         self.stats.prompts += len(rows)
         self.stats.largest_batch = max(self.stats.largest_batch, len(rows))
+        self.stats.batch_sizes[len(rows)] = self.stats.batch_sizes.get(len(rows), 0) + 1
         self.stats.generated_tokens += sum(answer.tokens for answer in answers)
         log.debug(
             "batch of %d prompts (%d requests) in %.3f s",

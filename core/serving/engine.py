@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,14 @@ from core.serving.params import BadRequest, ChatInput
 
 END_OF_TURN = "<|end|>"
 log = logging.getLogger("phiops.serving")
+
+
+def default_threads() -> int:
+    """Half the CPUs (at least one): a blue and a green deployment, or a server and the
+    program calling it, then share the machine without oversubscribing it. Torch's default
+    (every core) makes its threads spin against each other as soon as two processes
+    generate at once, which on a small machine costs several times the work itself."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class PromptTooLong(BadRequest):
@@ -126,11 +135,13 @@ class Engine:
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> Engine:
+    def load(cls, path: str | Path, device: str | None = None, threads: int = 0) -> Engine:
+        """Load the model; on CPU with `threads` torch threads (0: `default_threads()`)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         started = time.monotonic()
+        torch.set_num_threads(threads or default_threads())
         files = find_model_files(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(files.tokenizer_dir))
@@ -143,10 +154,11 @@ class Engine:
         model.eval()
         engine = cls(files, tokenizer, model, device)
         log.info(
-            "loaded %s model from %s on %s in %.1f s (stop tokens %s)",
+            "loaded %s model from %s on %s (%d threads) in %.1f s (stop tokens %s)",
             files.kind,
             files.model_dir,
             device,
+            torch.get_num_threads(),
             time.monotonic() - started,
             engine.stop_ids,
         )

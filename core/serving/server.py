@@ -67,8 +67,11 @@ def bind(host: str, port: int):
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio turns Nagle off (TCP_NODELAY) only for sockets that do,
+    # and with Nagle on, a response written in two parts waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as error:
@@ -122,7 +125,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settings", default="{}", help="RequestSettings as JSON")
     parser.add_argument("--ready-file", type=Path, help="where to write the bound port")
     parser.add_argument("--max-batch-prompts", type=int, default=32)
-    parser.add_argument("--batch-window-ms", type=float, default=20.0)
+    parser.add_argument("--batch-window-ms", type=float, default=100.0, help="most a batch waits")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: half the CPUs)")
     parser.add_argument("--exit-with-parent", action="store_true")
     return parser.parse_args(argv)
 
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         keys,
         deployment=args.deployment,
         settings=settings,
-        loader=lambda: Engine.load(args.model_dir),
+        loader=lambda: Engine.load(args.model_dir, threads=args.threads),
         max_batch_prompts=args.max_batch_prompts,
         batch_window_s=args.batch_window_ms / 1000,
         on_fatal=fatal,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures_deploy_azure import AzureDeploy, azure_deploy  # noqa: F401
-from tests.fixtures_tui_tabs import TabHarness, wait_for
+from tests.fixtures_tui_tabs import wait_for
+from tui.app import PhiopsApp
 from tui.services import Services
 from tui.tabs.deployments import DeploymentsTab
 from tui.tabs.deployments_dialogs import DeployScreen
@@ -25,10 +26,15 @@ async def test_deploy_on_azure_warns_of_charges_then_shows_the_endpoint(
     azure_services: Services,
 ) -> None:
     model = azure_deploy.backend.register_model("calm_river_1a2b3c")
-    app = TabHarness(DeploymentsTab, azure_services)
+    app = PhiopsApp(azure_services, initial_tab="resources", job_poll_seconds=60)
     async with app.run_test(size=(80, 24)) as pilot:
-        tab = app.query_one(DeploymentsTab)
-        await wait_for(pilot, lambda: tab.loaded)
+        await pilot.pause(0.3)
+        await pilot.press("4")
+        await wait_for(pilot, lambda: "deployments" in app.tabs and app.tabs["deployments"].loaded)
+        tab = app.tabs["deployments"]
+        assert isinstance(tab, DeploymentsTab)
+        table = tab.query_one("#deploy-table")
+        await wait_for(pilot, lambda: app.focused is table)
         assert "No endpoints on the azure backend" in str(tab.query_one("#deploy-details").render())
 
         await pilot.press("d")
@@ -41,6 +47,8 @@ async def test_deploy_on_azure_warns_of_charges_then_shows_the_endpoint(
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, DeployScreen))
         await wait_for(pilot, lambda: tab.busy == "" and tab.endpoints, timeout=60)
+        # the keyboard is back in the table, not on the tab strip
+        await wait_for(pilot, lambda: app.focused is table)
         info = tab.endpoints[0]
         assert info.name == "phi3-endpoint"
         assert [d.name for d in info.deployments] == ["blue"]

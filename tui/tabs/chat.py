@@ -352,6 +352,9 @@ class ChatTab(Vertical):
     def on_descendant_blur(self) -> None:
         keep_focus(self)
 
+    def on_show(self) -> None:
+        keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
+
     def focus_default(self) -> None:
         self.query_one("#chat-input", PromptInput).focus()
 

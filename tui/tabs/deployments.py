@@ -184,6 +184,9 @@ class DeploymentsTab(Vertical):
     def on_descendant_blur(self) -> None:
         keep_focus(self)
 
+    def on_show(self) -> None:
+        keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
+
     def focus_default(self) -> None:
         """Where the keyboard starts when the tab is shown: the endpoints table."""
         self.query_one("#deploy-table", DataTable).focus()

@@ -25,28 +25,42 @@ if TYPE_CHECKING:
 
 
 def open_dialog(owner: Widget, screen: ModalScreen, then: Callable[[Any], object]) -> None:
-    """Push `screen`; once it closes run `then(result)` and give the keyboard back to
-    `owner` if nothing holds it (Textual can blur a widget hidden under a modal, which
-    would leave every key of the tab dead until Tab is pressed)."""
+    """Push `screen`; once it closes run `then(result)` and put the keyboard back where it
+    was. Textual may blur a widget of the screen under a modal (it is hidden for a moment)
+    and then give the focus to the first focusable widget (the tab strip) when the modal
+    closes, which would leave every key of the tab dead."""
+    before = owner.app.focused
 
     def closed(result: Any) -> None:
         then(result)
-        owner.call_after_refresh(_refocus, owner)
+        owner.call_after_refresh(_restore_focus, owner, before)
 
     owner.app.push_screen(screen, closed)
 
 
+def _restore_focus(owner: Widget, before: Widget | None) -> None:
+    focused = owner.app.focused
+    if focused is not None and owner in focused.ancestors_with_self:
+        return  # still (or again) in the tab
+    if before is not None and before.is_attached and before.focusable:
+        before.focus()
+    else:
+        _refocus(owner, force=True)
+
+
 def keep_focus(owner: Widget) -> None:
-    """For a tab's `on_descendant_blur`: when the focus went nowhere (Textual blurs a
-    widget that is hidden for a moment, e.g. while a dialog closes), take it back."""
+    """For a tab's `on_descendant_blur`: when the focus went nowhere (a widget hidden for a
+    moment loses it), take it back."""
     owner.call_after_refresh(_refocus, owner)
 
 
-def _refocus(owner: Widget) -> None:
+def _refocus(owner: Widget, force: bool = False) -> None:
     focus = getattr(owner, "focus_default", None)
     if not (owner.is_attached and callable(focus)):
         return
-    if owner.app.focused is None and owner.screen is owner.app.screen and owner.is_on_screen:
+    if owner.screen is not owner.app.screen or not owner.is_on_screen:
+        return
+    if force or owner.app.focused is None:
         focus()
 
 
@@ -252,10 +266,10 @@ def _model_label(model: ModelVersion) -> str:
 
     parts = [model.ref]
     if model.job_name:
-        parts.append(f"job {model.job_name}")
+        parts.append(model.job_name)
     if model.created_at:
         parts.append(time.strftime("%Y-%m-%d %H:%M", time.localtime(model.created_at)))
-    return "  ·  ".join(parts)
+    return " · ".join(parts)  # one line in the 70 columns the dialog has at 80×24
 
 
 class TrafficScreen(Dialog):

@@ -18,7 +18,7 @@ Budgets (issue 6), ratios against baselines measured in the same run:
   three see the same machine load; throughputs are totals over all waves.
 
 Prints one JSON object; exits 1 when a budget is missed.
-Usage: `python benchmarks/bench_serve.py [--rounds 15] [--waves 3] [--per-client 6]`.
+Usage: `python benchmarks/bench_serve.py [--rounds 30] [--waves 3] [--per-client 10]`.
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=15, help="timed calls each way at c=1")
+    parser.add_argument("--rounds", type=int, default=30, help="timed calls each way at c=1")
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per answer")
     parser.add_argument("--waves", type=int, default=3, help="c=8 waves (each with baselines)")
-    parser.add_argument("--per-client", type=int, default=6, help="requests per client a wave")
+    parser.add_argument("--per-client", type=int, default=10, help="requests per client a wave")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="phiops-bench-serve-"))

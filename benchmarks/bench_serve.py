@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="phiops-bench-serve-"))
+    try:
+        return run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     os.environ["PHIOPS_HOME"] = str(work / "home")  # keys go to a throw-away secret store
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for variable in [v for v in os.environ if v.startswith("PHIOPS_") and v != "PHIOPS_HOME"]:

@@ -234,3 +234,9 @@ async def test_in_the_app_keys_the_app_binds_still_type_into_the_question(
 
             await app.run_tab_action("chat", "new_chat")  # what the palette's "New chat" runs
             assert tab.session is None and not list(tab.query(QuestionView))
+
+            # Esc with no answer coming leaves the box; then the number keys switch tabs
+            await pilot.press("escape")
+            assert app.focused is tab.query_one("#chat-conversation")
+            await pilot.press("4")
+            await wait_for(pilot, lambda: app.query_one("#tabs").active == "deployments")

@@ -33,7 +33,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
 from textual.worker import get_current_worker
 
-from tui.tabs.deployments_dialogs import keep_focus, open_dialog
+from tui.tabs.focus import SteadyFocus, keep_focus, open_dialog
 from tui.tabs.sentences import as_sentence, error_sentence
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def stored_meta(meta: dict[str, Any] | None, route: str) -> str:
     return answer_meta(latency, tokens, rate, str(meta.get("route") or route))
 
 
-class PromptInput(TextArea):
+class PromptInput(SteadyFocus, TextArea):
     """The question box: ↑ on the first line and ↓ on the last walk the input history."""
 
     class HistoryMove(Message, bubble=True):
@@ -155,6 +155,8 @@ class ChatTab(Vertical):
         "the Prompt flow flow in this process, a served flow at a URL (pf flow serve), or the "
         "endpoint directly. Esc stops an answer; ctrl+n starts a new chat, ctrl+o loads a "
         "saved one, ctrl+s exports this one (.md or .jsonl), ctrl+r copies the last answer. "
+        "With no answer coming, Esc leaves the box for the conversation (↑/↓ scroll, 1…5 "
+        "switch tabs, ctrl+l comes back). "
         "A failed answer is shown here and your question returns to the box."
     )
 
@@ -265,7 +267,7 @@ class ChatTab(Vertical):
         yield PromptInput(
             id="chat-input",
             compact=True,
-            placeholder="Ask… (ctrl+j sends, ↑ history)",
+            placeholder="Ask… (ctrl+j sends, ↑ history, Esc leaves the box)",
             soft_wrap=True,
             show_line_numbers=False,
         )
@@ -594,8 +596,10 @@ class ChatTab(Vertical):
         self.remove_class("-asking")
 
     def action_stop(self) -> None:
-        """Stop the answer being streamed (what came so far stays on screen)."""
+        """Stop the answer being streamed (what came so far stays on screen); with none,
+        leave the question box for the conversation, where ↑/↓ scroll and 1…5 switch tabs."""
         if self.asking is None:
+            self._conversation().focus()
             return
         for worker in self.workers:
             if worker.group == "chat-ask":

@@ -29,7 +29,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 
-from tui.tabs.deployments_dialogs import keep_focus, open_dialog
+from tui.tabs.focus import SteadyFocus, keep_focus, open_dialog
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
@@ -62,6 +62,14 @@ def state_text(state: str) -> Text:
 def traffic_bar(share: int, width: int = 10) -> str:
     filled = round(share * width / 100)
     return "█" * filled + "░" * (width - filled)
+
+
+class EndpointTable(SteadyFocus, DataTable):
+    """The endpoints table, keeping the focus through a refresh."""
+
+
+class DeploymentLog(SteadyFocus, Log):
+    """The selected deployment's recent logs."""
 
 
 @dataclass
@@ -162,9 +170,7 @@ class DeploymentsTab(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="deploy-main"):
             with Vertical(id="deploy-left"):
-                table: DataTable = DataTable(
-                    id="deploy-table", cursor_type="row", zebra_stripes=False
-                )
+                table = EndpointTable(id="deploy-table", cursor_type="row")
                 table.add_column("Endpoint / deployment", key="name")
                 table.add_column("State", key="state")
                 table.add_column("Traffic", key="traffic")
@@ -173,7 +179,7 @@ class DeploymentsTab(Vertical):
                 yield Static("Loading endpoints…", id="deploy-details")
             with Vertical(id="deploy-logs-pane"):
                 yield Static("Logs", id="deploy-logs-title")
-                yield Log(id="deploy-logs", max_lines=2000, auto_scroll=True)
+                yield DeploymentLog(id="deploy-logs", max_lines=2000, auto_scroll=True)
         yield Static("", id="deploy-status")
 
     def on_mount(self) -> None:

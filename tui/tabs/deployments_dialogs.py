@@ -7,61 +7,19 @@ Enter in an input submits, and a destructive dialog opens with Cancel focused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 if TYPE_CHECKING:
     from core.backend import EndpointInfo, ModelVersion
-
-
-def open_dialog(owner: Widget, screen: ModalScreen, then: Callable[[Any], object]) -> None:
-    """Push `screen`; once it closes run `then(result)` and put the keyboard back where it
-    was. Textual may blur a widget of the screen under a modal (it is hidden for a moment)
-    and then give the focus to the first focusable widget (the tab strip) when the modal
-    closes, which would leave every key of the tab dead."""
-    before = owner.app.focused
-
-    def closed(result: Any) -> None:
-        then(result)
-        owner.call_after_refresh(_restore_focus, owner, before)
-
-    owner.app.push_screen(screen, closed)
-
-
-def _restore_focus(owner: Widget, before: Widget | None) -> None:
-    focused = owner.app.focused
-    if focused is not None and owner in focused.ancestors_with_self:
-        return  # still (or again) in the tab
-    if before is not None and before.is_attached and before.focusable:
-        before.focus()
-    else:
-        _refocus(owner, force=True)
-
-
-def keep_focus(owner: Widget) -> None:
-    """For a tab's `on_descendant_blur`: when the focus went nowhere (a widget hidden for a
-    moment loses it), take it back."""
-    owner.call_after_refresh(_refocus, owner)
-
-
-def _refocus(owner: Widget, force: bool = False) -> None:
-    focus = getattr(owner, "focus_default", None)
-    if not (owner.is_attached and callable(focus)):
-        return
-    if owner.screen is not owner.app.screen or not owner.is_on_screen:
-        return
-    if force or owner.app.focused is None:
-        focus()
 
 
 def say(widget: Static, text: str) -> None:

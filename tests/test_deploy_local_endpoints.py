@@ -69,10 +69,13 @@ def versions(project) -> list[ModelVersion]:
 
 def test_register_makes_a_new_version_each_time(project, versions) -> None:
     _, backend, job = project
-    assert [v.version for v in versions] == ["1", "2"]
+    # Other modules share the project and may have registered versions before this one.
+    first, second = (int(v.version) for v in versions)
+    assert second == first + 1
     assert all(v.job_name == job.name and v.name == "phi3-tiny" for v in versions)
     listed = backend.models("phi3-tiny")
-    assert [v.ref for v in listed] == ["phi3-tiny:2", "phi3-tiny:1"]
+    assert [v.ref for v in listed[:2]] == [versions[1].ref, versions[0].ref]
+    assert [int(v.version) for v in listed] == list(range(second, 0, -1))
     assert backend.models() == listed
     # The version points at the MLflow model the job logged to its run, in the store.
     folder = backend._registry.local_path(versions[0])
@@ -80,8 +83,8 @@ def test_register_makes_a_new_version_each_time(project, versions) -> None:
     failed = JobInfo(name="broken_job", status=JobStatus.FAILED)
     with pytest.raises(PhiopsError, match="only a completed job"):
         backend._registry.register_from_job(failed, "phi3-tiny")
-    with pytest.raises(NotFoundError, match="versions: 2, 1"):
-        backend._registry.get("phi3-tiny", "7")
+    with pytest.raises(NotFoundError, match=f"versions: {second}, {first}"):
+        backend._registry.get("phi3-tiny", "77")
 
 
 def test_deploy_serves_the_seed_request_to_a_plain_client(project, versions) -> None:
@@ -91,7 +94,7 @@ def test_deploy_serves_the_seed_request_to_a_plain_client(project, versions) -> 
     assert info.state == "Succeeded" and info.traffic == {"blue": 100}
     assert info.scoring_uri.startswith("http://127.0.0.1:") and info.scoring_uri.endswith("/score")
     [blue] = info.deployments
-    assert (blue.name, blue.model, blue.state) == ("blue", "phi3-tiny:1", "Succeeded")
+    assert (blue.name, blue.model, blue.state) == ("blue", versions[0].ref, "Succeeded")
     assert blue.request_settings == RequestSettings()  # the seed's defaults
     assert any("smoke-testing deployment blue" in step for step in steps)
     keys = backend.endpoint_keys(ENDPOINT)
@@ -161,7 +164,10 @@ def test_second_deploy_is_blue_green(project, versions) -> None:
     assert info.traffic == {"blue": 0, "green": 100}
     assert info.scoring_uri == uri  # same endpoint, same URI
     states = {d.name: (d.model, d.state) for d in info.deployments}
-    assert states == {"blue": ("phi3-tiny:1", "Succeeded"), "green": ("phi3-tiny:2", "Succeeded")}
+    assert states == {
+        "blue": (versions[0].ref, "Succeeded"),
+        "green": (versions[1].ref, "Succeeded"),
+    }
     assert post(info, key).headers["azureml-model-deployment"] == "green"
     # The old deployment stays, reachable by name, until it is deleted on purpose.
     assert post(info, key, **{"azureml-model-deployment": "blue"}).status_code == 200
@@ -198,7 +204,7 @@ def test_a_failed_deployment_leaves_the_traffic_where_it_was(project, versions, 
     client = backend._registry.client
     client.create_model_version("phi3-tiny", broken.as_uri(), tags={"job_name": job.name})
     bad = backend._registry.get("phi3-tiny")
-    assert bad.version == "3"
+    assert int(bad.version) == int(versions[1].version) + 1
     before = backend.endpoint(ENDPOINT).traffic
     with pytest.raises(PhiopsError, match=r"blue-2 on endpoint ep-local failed \(") as raised:
         backend.deploy(bad, ENDPOINT)
@@ -217,7 +223,7 @@ def test_a_failed_deployment_leaves_the_traffic_where_it_was(project, versions, 
     assert [d.name for d in backend.endpoint(ENDPOINT).deployments] == ["blue", "green"]
 
 
-def test_state_is_recovered_after_processes_die(project) -> None:
+def test_state_is_recovered_after_processes_die(project, versions) -> None:
     folder, backend, _ = project
     record = backend._endpoints.store.read(ENDPOINT)
     uri = backend.endpoint(ENDPOINT).scoring_uri
@@ -238,7 +244,7 @@ def test_state_is_recovered_after_processes_die(project) -> None:
         "blue": "Succeeded",
         "green": "Succeeded",
     }
-    assert steps == ["starting endpoint ep-local", "starting deployment green (phi3-tiny:2)"]
+    assert steps == ["starting endpoint ep-local", f"starting deployment green ({versions[1].ref})"]
     key = fresh.endpoint_keys(ENDPOINT).primary
     assert post(info, key).headers["azureml-model-deployment"] == "green"
 

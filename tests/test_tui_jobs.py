@@ -27,7 +27,7 @@ from tests.fixtures_tui import (
     write_job,
 )
 from tui.tabs.jobs import JobsTab, loss_points
-from tui.widgets.chart import LossChart, plot
+from tui.widgets.chart import LossChart, log_scale, plot
 
 
 def finished_jobs(project: Path) -> None:
@@ -223,3 +223,17 @@ def test_loss_points_and_the_braille_plot() -> None:
     drawn = "".join(line.plain for line in lines)
     assert any(0x2800 < ord(char) <= 0x28FF for char in drawn)
     assert lines[0].plain.strip().startswith("3") or "│" in lines[0].plain
+
+
+def test_a_loss_falling_a_hundredfold_is_drawn_to_the_last_step_on_a_log_axis() -> None:
+    """As in the demo: 6.9 at step 1, ~0.08 from step 300 to 1080. A 7-character axis
+    label (0.08304) once pushed the bottom row past the edge and the late steps vanished."""
+    loss = [(float(step), max(6.9 * 0.985**step, 0.08304)) for step in range(1, 1081)]
+    assert log_scale([value for _, value in loss])
+    lines = plot([(loss, "cyan")], width=47, height=10)
+    assert all(line.cell_len == 47 for line in lines)
+    assert lines[-1].plain.startswith(" 0.083│")
+    last_column = [line.plain[-1] for line in lines]
+    assert any(0x2800 < ord(char) <= 0x28FF for char in last_column)  # the last steps drawn
+    # Each row holds dots: on a log axis the curve crosses every row on its way down.
+    assert all(any(0x2800 < ord(c) <= 0x28FF for c in line.plain[7:]) for line in lines)

@@ -3,11 +3,13 @@
 Each character cell holds 2×4 dots, so a 40×5 area is an 80×20 dot plot: enough to see a
 loss curve fall. Training loss is a line, evaluation loss points joined by a line in
 another colour; the y axis shows the range, the first line the latest values and steps.
-Readable in 16 colours (two ANSI colours) and redrawn only when points arrive.
+Readable in 16 colours (two ANSI colours) and redrawn only when points arrive. A loss that
+falls by 10× or more is drawn on a log axis.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -44,6 +46,23 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _axis_label(value: float) -> str:
+    """The value in at most AXIS - 1 characters: a longer label would push its row's dots
+    past the widget's edge (0.08304 hid the whole bottom row)."""
+    for digits in (4, 3, 2, 1):
+        label = f"{value:.{digits}g}"
+        if len(label) <= AXIS - 1:
+            return label
+    return label[: AXIS - 1]
+
+
+def log_scale(values: Sequence[float]) -> bool:
+    """A loss falling by 10× or more is drawn on a log axis, so the late steps, where the
+    decisions are made, are not a flat line on the bottom row."""
+    low, high = min(values), max(values)
+    return low > 0 and high / low >= 10
+
+
 def plot(series: Sequence[tuple[Sequence[Point], str]], width: int, height: int) -> list[Text]:
     """`height` lines of `width` cells: each series (points, style) drawn as joined dots."""
     points = [point for values, _ in series for point in values]
@@ -52,16 +71,18 @@ def plot(series: Sequence[tuple[Sequence[Point], str]], width: int, height: int)
         return [Text(" " * width) for _ in range(height)]
     steps = [step for step, _ in points]
     values = [value for _, value in points]
+    scale = math.log if log_scale(values) else float
     low_x, high_x = min(steps), max(steps)
     low_y, high_y = min(values), max(values)
     if high_y - low_y < 1e-12:
         low_y, high_y = low_y - 0.5, high_y + 0.5
+    top, bottom = scale(high_y), scale(low_y)
     dots_x, dots_y = plot_width * 2, height * 4
 
     def place(point: Point) -> tuple[int, int]:
         step, value = point
         x = 0 if high_x == low_x else round((step - low_x) / (high_x - low_x) * (dots_x - 1))
-        y = round((high_y - value) / (high_y - low_y) * (dots_y - 1))
+        y = round((top - scale(value)) / (top - bottom) * (dots_y - 1))
         return x, y
 
     cells: dict[tuple[int, int], int] = {}
@@ -75,7 +96,7 @@ def plot(series: Sequence[tuple[Sequence[Point], str]], width: int, height: int)
             owner[cell] = style  # a later series wins a shared cell: eval points stay visible
     lines = []
     for row in range(height):
-        label = _fmt(high_y) if row == 0 else _fmt(low_y) if row == height - 1 else ""
+        label = _axis_label(high_y) if row == 0 else _axis_label(low_y) if row == height - 1 else ""
         text = Text(f"{label:>{AXIS - 1}}│", style="dim", no_wrap=True, end="")
         for column in range(plot_width):
             bits = cells.get((column, row))
@@ -132,6 +153,9 @@ class LossChart(Widget):
             title.append(f"{_fmt(value_e)} ")
         steps = [point[0] for point in self.loss + self.eval_loss]
         title.append(f" steps {int(min(steps))}–{int(max(steps))}", style="dim")
+        if log_scale([point[1] for point in self.loss + self.eval_loss]):
+            title.append(" · log y", style="dim")
+        title.truncate(width, overflow="ellipsis")  # a wrapped title pushes the plot down
         lines = [title]
         series = [(self.loss, self.LOSS_STYLE), (self.eval_loss, self.EVAL_STYLE)]
         lines += plot(series, width, max(height - 1, 1))

@@ -25,12 +25,22 @@ fi
 
 echo "phiops: setting up $venv (first run takes a few minutes)" >&2
 [[ -x "$venv/bin/python" ]] || "$python_bin" -m venv "$venv"
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
-"${pip[@]}" install --upgrade pip >/dev/null
+# pip's own chatter (index warnings, build-backend notices) goes to a log that is shown
+# only when a step fails, so the first run reads as a few lines of progress.
+log="$venv/phiops-install.log"
+: > "$log"
+pip_install() {
+    if ! "$venv/bin/python" -m pip --disable-pip-version-check -q install "$@" >>"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "phiops: setting up failed: pip install $* (whole log: $log)" >&2
+        exit 1
+    fi
+}
+pip_install --upgrade pip
 if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
     echo "phiops: installing torch==2.13.0" >&2
-    "${pip[@]}" install "torch==2.13.0"
+    pip_install "torch==2.13.0"
 fi
 echo "phiops: installing phiops and its dependencies" >&2
-"${pip[@]}" install -e "$root[dev]"
+pip_install -e "$root[dev]"
 echo "$want" > "$stamp"

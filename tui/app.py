@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widget import Widget
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 ANSI_THEME = "ansi-dark"
 DEFAULT_THEME = "textual-dark"
+# Under this many columns the footer drops its padding, so every key of the busiest tab
+# (Deployments) and "q Quit" still fit in 80 columns.
+COMPACT_FOOTER_BELOW = 100
 
 
 def pick_theme(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
@@ -133,7 +136,11 @@ class PhiopsApp(App[None]):
         with self.tabbed:
             for tab_id, title, _ in TABS:
                 yield TabPane(title, id=tab_id)
-        yield Footer()
+        self.footer = Footer(compact=self.size.width < COMPACT_FOOTER_BELOW)
+        yield self.footer
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.footer.compact = event.size.width < COMPACT_FOOTER_BELOW
 
     def on_mount(self) -> None:
         # The first frame (header, tab bar, footer) paints before any tab is built or any

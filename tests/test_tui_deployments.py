@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.config import load_config
@@ -37,6 +38,11 @@ def deploy_project(local_job_project):
 def services(folder: Path) -> Services:
     """What `phiops tui` builds in the folder: the config, the backend built lazily."""
     return Services(load_config(folder / "phiops.toml"))
+
+
+def state(tab: DeploymentsTab) -> str | None:
+    info = tab._endpoint(ENDPOINT)
+    return None if info is None else info.state
 
 
 def traffic(tab: DeploymentsTab) -> dict[str, int] | None:
@@ -129,6 +135,32 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await confirm(pilot, app)
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 80, "green": 20}, timeout=60)
         assert backend.endpoint(ENDPOINT).traffic == {"blue": 80, "green": 20}
+
+        # stop (asks first) and start again: as after `phiops down`, on the same URI
+        await select(pilot, tab, None)
+        record = backend._endpoints.store.read(ENDPOINT)
+        refs = [record.gateway, *(item.process for item in record.deployments.values())]
+        pids = [ref.pid for ref in refs if ref is not None]
+        assert len(pids) == 3  # the gateway, blue and green
+        await pilot.press("s")
+        await confirm(pilot, app)
+        await wait_for(pilot, lambda: not tab.busy and state(tab) == "Stopped", timeout=60)
+        assert all(gone(pid) for pid in pids)
+        assert "s starts it" in screen_text(app)
+        await pilot.press("s")  # starting asks nothing
+        assert tab.busy.startswith("Starting")
+        await wait_for(pilot, lambda: not tab.busy, timeout=DEPLOY_TIMEOUT)
+        await wait_for(pilot, lambda: state(tab) == "Succeeded")
+        restarted = backend.endpoint(ENDPOINT)
+        assert restarted.scoring_uri == info.scoring_uri
+        assert restarted.traffic == {"blue": 80, "green": 20}
+        reply = httpx.post(
+            restarted.scoring_uri,
+            json={"input_data": ["Hi"], "params": {"max_new_tokens": 2}},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert reply.status_code == 200
 
         # green still takes traffic: deleting it is refused before any dialog
         await select(pilot, tab, "green")

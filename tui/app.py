@@ -367,6 +367,11 @@ class PhiopsApp(App[None]):
             ),
             ("Delete the endpoint…", "Asks first", tab("deployments", "delete_endpoint")),
             (
+                "Start or stop the local endpoint",
+                "Start it after `phiops down` or a reboot; stopping asks first",
+                tab("deployments", "start_stop"),
+            ),
+            (
                 "Serve the flow",
                 "Start `pf flow serve` for the chat flow",
                 tab("chat", "serve_flow"),

@@ -10,8 +10,8 @@ reaches the UI thread only to be copied to the clipboard, never to be drawn.
 
 The command palette can call the public actions: `action_refresh`, `action_deploy`,
 `action_shift_traffic`, `action_rollback`, `action_delete_deployment`,
-`action_delete_endpoint`, `action_delete_selected`, `action_copy_key`, `action_copy_uri`,
-`action_show_logs`.
+`action_delete_endpoint`, `action_delete_selected`, `action_start_stop`, `action_copy_key`,
+`action_copy_uri`, `action_show_logs`.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ class DeploymentsTab(Vertical):
         "(blue/green: a new deployment takes its share after a smoke test), t shifts traffic, "
         "b rolls back the last shift, x deletes the selected deployment (once it has no "
         "traffic) or endpoint, X the endpoint; "
+        "s starts a stopped local endpoint (or stops a running one: after `phiops down` or "
+        "a reboot its deployments, split, keys and URI are kept); "
         "c copies the key (never shown), u the scoring URI, l reloads the logs, r refreshes."
     )
 
@@ -100,6 +102,7 @@ class DeploymentsTab(Vertical):
         Binding(
             "X", "delete_endpoint", "Delete endpoint", show=False, id="deployments.delete_endpoint"
         ),
+        Binding("s", "start_stop", "Start/stop", show=False, id="deployments.start_stop"),
         Binding("c", "copy_key", "Copy key", id="deployments.copy_key"),
         Binding("u", "copy_uri", "Copy URI", show=False, id="deployments.copy_uri"),
         Binding("l", "show_logs", "Logs", show=False, id="deployments.logs"),
@@ -446,6 +449,8 @@ class DeploymentsTab(Vertical):
                     f"  ({info.backend}, {info.auth_mode} auth)",
                 ),
             )
+            if info.backend == "local" and info.state.lower() == "stopped":
+                row("", Text("stopped (phiops down or a reboot): s starts it", style="yellow"))
             row("URI", info.scoring_uri or "(not ready)")
             row(
                 "Key", Text.assemble(self.masked_keys.get(info.name, "…"), ("  c copies it", "dim"))
@@ -724,6 +729,49 @@ class DeploymentsTab(Vertical):
 
         self.selection = None
         self._run_operation("Deleting the endpoint", delete)
+
+    # starting and stopping (local)
+
+    def action_start_stop(self) -> None:
+        """Start the selected local endpoint if it is stopped, else stop it (asks first)."""
+        from tui.tabs.deployments_dialogs import ConfirmScreen
+
+        info = self._need_endpoint()
+        if info is None:
+            return
+        if info.backend != "local":
+            self.notify(
+                "Azure endpoints cannot be stopped: they run, and are billed, until deleted.",
+                markup=False,
+            )
+            return
+        if info.state.lower() == "stopped":
+            self._start_stop_confirmed(info.name, "start", True)
+            return
+        body = (
+            f"Stop endpoint {info.name}? Its processes stop; its deployments, traffic split, "
+            "keys and URI are kept, and s starts it again."
+        )
+        screen = ConfirmScreen(f"Stop endpoint {info.name}", body, confirm="Stop")
+        open_dialog(self, screen, lambda yes: self._start_stop_confirmed(info.name, "stop", yes))
+
+    def _start_stop_confirmed(self, endpoint: str, verb: str, yes: bool | None) -> None:
+        doing = {"start": "Starting", "stop": "Stopping"}[verb]
+        if not yes or not self._start(f"{doing} {endpoint}"):
+            return
+        post = self.post_message
+        progress_message = self.OperationProgress
+
+        def start_or_stop(backend: Backend) -> str:
+            if verb == "start":
+                info = backend.start_endpoint(  # type: ignore[attr-defined]  # local only
+                    endpoint, progress=lambda text: post(progress_message(text))
+                )
+                return f"Started {endpoint} at {info.scoring_uri}."
+            backend.stop_endpoint(endpoint)  # type: ignore[attr-defined]
+            return f"Stopped {endpoint}."
+
+        self._run_operation(f"{doing} the endpoint", start_or_stop)
 
     # copying and logs
 

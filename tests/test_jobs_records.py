@@ -129,6 +129,38 @@ def test_submit_with_missing_inputs_says_what_to_do(jobs: LocalJobs, tmp_path: P
     assert jobs.list() == []  # nothing half-made is left behind
 
 
+def test_a_hub_model_neither_cached_nor_reachable_is_refused_at_once(
+    jobs: LocalJobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.local.job_runner import offline_hub
+
+    (tmp_path / "data").mkdir()
+    for name in ("train.jsonl", "test.jsonl"):
+        (tmp_path / "data" / name).write_text("{}\n")
+    import huggingface_hub.constants
+
+    # An empty cache (the constant, since the library may have read its variables already).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub cannot be reached (and is not tried)
+    spec = JobSpec("data/train.jsonl", "data/test.jsonl", "microsoft/Phi-3-mini-4k-instruct")
+    started = time.monotonic()
+    with pytest.raises(PhiopsError, match=r"not in the Hugging Face cache .* scaffold-tiny"):
+        jobs.submit(spec)
+    assert time.monotonic() - started < 5
+    assert jobs.list() == []
+    # Cached, the same id is accepted, and the job's trainer is told to stay offline.
+    snapshot = tmp_path / "hf" / "hub" / "models--microsoft--Phi-3-mini-4k-instruct"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text("abc123")
+    (snapshot / "snapshots" / "abc123").mkdir(parents=True)
+    (snapshot / "snapshots" / "abc123" / "config.json").write_text("{}")
+    from core.data.hub import model_cached
+
+    assert model_cached("microsoft/Phi-3-mini-4k-instruct")
+    assert offline_hub("microsoft/Phi-3-mini-4k-instruct")
+    assert not offline_hub(str(tmp_path / "data"))  # a local folder needs no hub
+
+
 def test_cancel_escalates_to_sigkill_after_the_grace_period(jobs: LocalJobs) -> None:
     from core.local.job_runner import start_next
 

@@ -39,6 +39,22 @@ def hub_reachable(timeout: float = TIMEOUT) -> bool:
         return False
 
 
+def looks_like_hub_id(value: str) -> bool:
+    """`owner/name` (or a bare name) rather than a path: what the trainer would download."""
+    return bool(value) and not value.startswith((".", "/", "~")) and value.count("/") <= 1
+
+
+def model_cached(repo_id: str) -> bool:
+    """Whether a hub model's config is in the local Hugging Face cache (so it loads offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the library rejects is not in the cache either
+        return False
+    return isinstance(found, str)
+
+
 @contextlib.contextmanager
 def hub_offline(offline: bool) -> Iterator[None]:
     """While inside, the hub libraries use only their local cache (if `offline`).

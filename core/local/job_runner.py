@@ -223,6 +223,8 @@ class Supervisor:
             PHIOPS_EVENTS_FILE=str(self.store.path(self.name, EVENTS)),
             PYTHONUNBUFFERED="1",
         )
+        if offline_hub(record.base_model):
+            env["HF_HUB_OFFLINE"] = "1"  # the cached model loads at once, without retries
         return env
 
     def _wait(self, trainer: subprocess.Popen) -> int:
@@ -285,6 +287,14 @@ class Supervisor:
             close_run(self.store_root, run_id, mlflow_status)
         except Exception:
             traceback.print_exc()
+
+
+def offline_hub(base_model: str) -> bool:
+    """A hub-id base model while the hub cannot be reached: the trainer should use the cache
+    only (the submit check made sure the model is there, or the job was queued before)."""
+    from core.data.hub import hub_reachable, looks_like_hub_id
+
+    return looks_like_hub_id(base_model) and not Path(base_model).exists() and not hub_reachable()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,7 +147,23 @@ class LocalJobs:
             return str(path)
         if value.startswith((".", "/", "~")):
             raise NotFoundError(f"the base model folder {path} does not exist")
+        self._check_hub_model(value)
         return value
+
+    @staticmethod
+    def _check_hub_model(repo_id: str) -> None:
+        """Refuse at once a hub model that is neither cached nor downloadable: the trainer
+        would retry the hub for most of a minute before failing with the same news."""
+        from core.data.hub import hub_reachable, looks_like_hub_id, model_cached
+
+        if not looks_like_hub_id(repo_id) or model_cached(repo_id) or hub_reachable():
+            return
+        raise PhiopsError(
+            f"the base model {repo_id} is not in the Hugging Face cache and the hub cannot be "
+            "reached; use a local folder as base_model (`phiops model scaffold-tiny DIR "
+            "--from-data data/train_data.jsonl` makes a tiny one offline), or download the "
+            "model where the hub can be reached"
+        )
 
     def _new_folder(self) -> tuple[str, Path]:
         self.store.root.mkdir(parents=True, exist_ok=True)

@@ -208,6 +208,8 @@ class Backend(Protocol):
         deployment: str | None = None,
         traffic: int = 100,
         progress: Progress | None = None,
+        *,
+        request_settings: RequestSettings | None = None,
     ) -> EndpointInfo: ...
 
     def endpoints(self) -> list[EndpointInfo]: ...

@@ -20,6 +20,7 @@ from core.backend import (
     MetricPoint,
     ModelVersion,
     Progress,
+    RequestSettings,
 )
 from core.config import Config
 
@@ -76,8 +77,12 @@ class ComposedBackend:
         deployment: str | None = None,
         traffic: int = 100,
         progress: Progress | None = None,
+        *,
+        request_settings: RequestSettings | None = None,
     ) -> EndpointInfo:
-        return self._endpoints.deploy(model, endpoint, deployment, traffic, progress)
+        return self._endpoints.deploy(
+            model, endpoint, deployment, traffic, progress, request_settings=request_settings
+        )
 
     def endpoints(self) -> list[EndpointInfo]:
         return self._endpoints.list()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core.azure.endpoints import PREVIOUS_TRAFFIC_TAG
-from core.backend import Backend, ModelVersion
+from core.backend import Backend, ModelVersion, RequestSettings
 from core.errors import NotFoundError, PhiopsError
 from core.secrets import endpoint_key_name, mask, redact
 from tests import fixtures_deploy_azure
@@ -388,6 +388,13 @@ def test_status_lists_endpoints_deployments_and_settings(azure_deploy: AzureDepl
     assert green.request_settings.request_timeout_ms == 180_000
     assert green.request_settings.max_queue_wait_ms == 120_000
     assert json.loads(json.dumps(info.to_dict()))["deployments"][0]["name"] == "blue"
+    # Settings other than the seed's reach Azure and come back in the status.
+    wanted = RequestSettings(
+        max_concurrent_requests_per_instance=8, request_timeout_ms=60_000, max_queue_wait_ms=2_000
+    )
+    info = deploy(az, traffic=0, request_settings=wanted)
+    settings = {d.name: d.request_settings for d in info.deployments}
+    assert settings == {"blue": RequestSettings(), "green": RequestSettings(), "blue-2": wanted}
     with pytest.raises(NotFoundError, match="no online endpoint named nope-endpoint"):
         az.backend.endpoint("nope-endpoint")
 

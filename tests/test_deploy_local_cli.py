@@ -80,9 +80,21 @@ def test_deploy_show_keys_and_score(cli) -> None:
 
 def test_blue_green_traffic_rollback_and_logs(cli) -> None:
     phiops, _, _, _ = cli
-    data = as_json(phiops("deploy", "--model", "phi3-tiny", "--traffic", "30", "--json"))
+    data = as_json(
+        phiops(
+            "deploy", "--model", "phi3-tiny", "--traffic", "30",
+            "--max-concurrent", "2", "--request-timeout", "30", "--json",
+        )
+    )  # fmt: skip
     assert data["deployment"] == "green"
     assert data["endpoint"]["traffic"] == {"blue": 70, "green": 30}
+    settings = {d["name"]: d["request_settings"] for d in data["endpoint"]["deployments"]}
+    assert settings["green"] == {
+        "max_concurrent_requests_per_instance": 2,
+        "request_timeout_ms": 30_000,
+        "max_queue_wait_ms": 120_000,
+    }
+    assert settings["blue"]["max_concurrent_requests_per_instance"] == 3  # the seed's
     routed = as_json(phiops("score", "Hi", "--deployment", "green", "--json"))
     assert routed["deployment"] == "green"
     split = as_json(phiops("endpoints", "traffic", "green=100", "--json"))

@@ -238,6 +238,8 @@ class AzureEndpoints:
         deployment: str | None = None,
         traffic: int = 100,
         progress: Progress | None = None,
+        *,
+        request_settings: RequestSettings | None = None,
     ) -> EndpointInfo:
         """Endpoint if absent → new deployment at 0% → smoke test → its share of traffic."""
         say = progress or (lambda message: None)
@@ -274,7 +276,7 @@ class AzureEndpoints:
                 f"deployment {name} already exists on endpoint {endpoint}; leave the "
                 "deployment name out to deploy blue/green beside it, or delete it first"
             )
-        entity = build_deployment(self.config, model, endpoint, name)
+        entity = build_deployment(self.config, model, endpoint, name, settings=request_settings)
 
         count, size = self.config.deployment_instance_count, self.config.deployment_instance_type
         say(f"creating deployment {name} ({model.ref} on {count} x {size}) at 0% traffic")

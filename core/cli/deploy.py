@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from core.backend import JobStatus, ModelVersion, Progress
+from core.backend import JobStatus, ModelVersion, Progress, RequestSettings
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 from core.errors import NotFoundError, PhiopsError
@@ -93,6 +93,21 @@ def choose_model(
     return backend.register_model(chosen.name, name)
 
 
+def request_settings(
+    max_concurrent: int | None, timeout_s: int | None, queue_wait_s: int | None
+) -> RequestSettings:
+    """The seed's settings with what the command line changed (whole seconds: Azure reads
+    its durations back in whole seconds)."""
+    defaults = RequestSettings()
+    return RequestSettings(
+        max_concurrent_requests_per_instance=(
+            max_concurrent or defaults.max_concurrent_requests_per_instance
+        ),
+        request_timeout_ms=timeout_s * 1000 if timeout_s else defaults.request_timeout_ms,
+        max_queue_wait_ms=queue_wait_s * 1000 if queue_wait_s else defaults.max_queue_wait_ms,
+    )
+
+
 @click.command()
 @click.option("--job", default=None, help="Deploy this job's model (default: latest completed).")
 @click.option("--model", default=None, metavar="NAME[:VERSION]", help="Deploy a registered model.")
@@ -105,6 +120,26 @@ def choose_model(
     show_default=True,
     help="Share of traffic the new deployment takes once its smoke test passes.",
 )
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1),
+    default=None,
+    help="Requests one instance serves at once; more wait in the queue.  [default: 3]",
+)
+@click.option(
+    "--request-timeout",
+    type=click.IntRange(1, 180),
+    default=None,
+    metavar="SECONDS",
+    help="Longest a request may take (Azure allows at most 180).  [default: 180]",
+)
+@click.option(
+    "--max-queue-wait",
+    type=click.IntRange(1),
+    default=None,
+    metavar="SECONDS",
+    help="Longest a request waits for a free slot before a 429.  [default: 120]",
+)
 @backend_option
 @json_option
 @pass_app
@@ -115,6 +150,9 @@ def deploy(
     endpoint: str | None,
     deployment: str | None,
     traffic: int,
+    max_concurrent: int | None,
+    request_timeout: int | None,
+    max_queue_wait: int | None,
     backend: str | None,
     as_json: bool,
 ) -> None:
@@ -131,7 +169,10 @@ def deploy(
         before = set()
     with progress_lines(as_json, "Choosing the model…") as say:
         version = choose_model(chosen, model, job, config.model_name, say)
-        info = chosen.deploy(version, endpoint, deployment, traffic, progress=say)
+        settings = request_settings(max_concurrent, request_timeout, max_queue_wait)
+        info = chosen.deploy(
+            version, endpoint, deployment, traffic, progress=say, request_settings=settings
+        )
     created = sorted({d.name for d in info.deployments} - before)
     name = deployment or (created[0] if created else "")
     try:

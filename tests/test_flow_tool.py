@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -211,3 +212,22 @@ def test_deployment_header_when_asked(tool) -> None:
         target = tool.Endpoint(url=server.scoring_uri, key=KEY, deployment="green")
         assert "".join(tool.ask(target, [{"role": "user", "content": "q"}])) == "ok"
     assert server.requests[0].headers["azureml-model-deployment"] == "green"
+
+
+def test_the_flow_never_imports_phiops() -> None:
+    """Prompt flow runs `flow/` on its own (pf flow serve, or a copy of the folder)."""
+    import ast
+
+    flow = Path(__file__).resolve().parents[1] / "flow"
+    sources = list(flow.glob("*.py"))
+    assert sources
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in {"core", "tui", "trainer"}, f"{path}: {name}"

@@ -161,6 +161,30 @@ async def test_submit_form_checks_numbers_and_cancel_asks_first(
         )
 
 
+async def test_keys_typed_ahead_land_in_the_field_tab_moved_to(tui_project: Path) -> None:
+    """A burst (a fast typist, a paste, tmux send-keys) reaches the app before any key is
+    handled: each Tab must move the focus before the next character is delivered."""
+    from textual import events
+
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        burst = [*"run-a", "tab", "tab", "tab", "tab", "6", "tab", *"3e-3"]
+        burst += ["tab", "8", "shift+tab", "shift+tab", "0"]
+        for key in burst:
+            app.post_message(events.Key(key, key if len(key) == 1 else None))  # all queued
+        field = app.screen.query_one
+        await wait_for(pilot, lambda: field("#submit-epochs").value == "0")  # Tab selects it
+        assert field("#submit-display_name").value == "run-a"
+        assert field("#submit-learning_rate").value == "3e-3"
+        assert field("#submit-batch_size").value == "8"
+        assert field("#submit-base_model").value == "microsoft/Phi-3-mini-4k-instruct"
+
+
 @pytest.mark.slow
 async def test_a_job_submitted_from_the_form_trains_with_live_log_and_loss(
     tui_project: Path, tiny_base_model: Path

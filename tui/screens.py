@@ -18,6 +18,15 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+# Tab and shift+tab as priority bindings: the app then moves the focus before it hands the
+# next key on. Textual's own (non-priority) Tab runs only after the key has bubbled up from
+# the focused widget, so in a burst (a fast typist, a paste, tmux send-keys) the keys after
+# a Tab still reached the field it was leaving.
+FOCUS_KEYS: list[BindingType] = [
+    Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+    Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
+]
+
 
 class Modal(ModalScreen):
     """A centred box that fits 80×24; Escape dismisses with None."""
@@ -36,7 +45,8 @@ class Modal(ModalScreen):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss_none", "Cancel", id="modal.cancel")
+        Binding("escape", "dismiss_none", "Cancel", id="modal.cancel"),
+        *FOCUS_KEYS,
     ]
 
     def action_dismiss_none(self) -> None:

@@ -18,6 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui.screens import FOCUS_KEYS
+
 if TYPE_CHECKING:
     from core.backend import EndpointInfo, ModelVersion
 
@@ -50,7 +52,8 @@ class Dialog(ModalScreen):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel")
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+        *FOCUS_KEYS,
     ]
 
     def action_cancel(self) -> None:

@@ -185,6 +185,27 @@ async def test_keys_typed_ahead_land_in_the_field_tab_moved_to(tui_project: Path
         assert field("#submit-base_model").value == "microsoft/Phi-3-mini-4k-instruct"
 
 
+async def test_a_submit_the_backend_refuses_keeps_what_was_typed(tui_project: Path) -> None:
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        app.screen.query_one("#submit-display_name").value = "keep me"
+        app.screen.query_one("#submit-train_file").value = "data/nowhere.jsonl"
+        app.screen.query_one("#submit-epochs").value = "7"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("nowhere.jsonl" in t for t in notifications(app)))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        field = app.screen.query_one
+        assert field("#submit-display_name").value == "keep me"
+        assert field("#submit-train_file").value == "data/nowhere.jsonl"
+        assert field("#submit-epochs").value == "7"
+
+
 @pytest.mark.slow
 async def test_a_job_submitted_from_the_form_trains_with_live_log_and_loss(
     tui_project: Path, tiny_base_model: Path

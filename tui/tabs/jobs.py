@@ -33,6 +33,7 @@ from tui.widgets.chart import LossChart
 if TYPE_CHECKING:
     from core.backend import JobInfo, JobSpec
     from core.jobevents import ProgressSnapshot
+    from tui.tabs.jobs_dialogs import SubmitForm
 
 MAX_LINES = 5000
 STATUS_STYLE = {
@@ -139,14 +140,22 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
     class Done(Message, bubble=False):
         """An operation finished: a sentence, its severity, and a job to select, if any."""
 
-        def __init__(self, text: str, severity: str = "information", select: str = "") -> None:
+        def __init__(
+            self,
+            text: str,
+            severity: str = "information",
+            select: str = "",
+            submitted: bool = False,
+        ) -> None:
             super().__init__()
             self.text, self.severity, self.select = text, severity, select
+            self.submitted = submitted  # a job was made from the form: forget its draft
 
     def __init__(self) -> None:
         super().__init__(id="jobs-tab")
         self.jobs: list[JobInfo] = []
         self.selected: str | None = None
+        self.draft: SubmitForm | None = None  # the form of a submit that failed, kept
         self.generation = 0
         self.feed: LogFeed | None = None
         self.recent: deque[str] = deque(maxlen=MAX_LINES)
@@ -444,15 +453,17 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
 
         config = self.services.config
         backend = self.services.backend_name or config.backend
-        form = SubmitForm(
+        form = self.draft or SubmitForm(
             train_file=config.train_data_path,
             eval_file=config.test_data_path,
             base_model=config.base_model,
         )
-        self.app.push_screen(SubmitScreen(form, config.experiment_name, backend), self._submit)
+        screen = SubmitScreen(form, config.experiment_name, backend)
+        self.app.push_screen(screen, lambda spec: self._submit(spec, screen.form))
 
-    def _submit(self, spec: JobSpec | None) -> None:
+    def _submit(self, spec: JobSpec | None, form: SubmitForm) -> None:
         if spec is not None:
+            self.draft = form  # until the backend takes the job: a refusal loses no typing
             self._say("Submitting…")
             self._run_submit(spec)
 
@@ -468,7 +479,9 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         submitted = getattr(self.app, "submitted_here", None)
         if isinstance(submitted, set):
             submitted.add(job.name)  # the app's poller need not announce it a second time
-        self.post_message(self.Done(f"Submitted {job.name} ({job.status}).", select=job.name))
+        self.post_message(
+            self.Done(f"Submitted {job.name} ({job.status}).", select=job.name, submitted=True)
+        )
 
     def action_cancel(self) -> None:
         from tui.screens import ConfirmScreen
@@ -537,6 +550,8 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         )
 
     def on_jobs_tab_done(self, message: Done) -> None:
+        if message.submitted:
+            self.draft = None
         self.notify(
             message.text,
             title="Jobs",

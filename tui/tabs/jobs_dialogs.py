@@ -188,4 +188,5 @@ class SubmitScreen(Modal):
         except ValueError as error:
             self.query_one("#submit-error", Static).update(str(error))
             return
+        self.form = self.read_form()  # the tab keeps it should the backend refuse the job
         self.dismiss(spec)

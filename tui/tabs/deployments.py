@@ -89,8 +89,8 @@ class DeploymentsTab(Vertical):
         "(blue/green: a new deployment takes its share after a smoke test), t shifts traffic, "
         "b rolls back the last shift, x deletes the selected deployment (once it has no "
         "traffic) or endpoint, X the endpoint; "
-        "s starts a stopped local endpoint (or stops a running one: after `phiops down` or "
-        "a reboot its deployments, split, keys and URI are kept); "
+        "s starts a stopped local endpoint (after `phiops down` or a reboot: the same URI, "
+        "split and keys) or stops a running one; "
         "c copies the key (never shown), u the scoring URI, l reloads the logs, r refreshes."
     )
 

@@ -1,7 +1,9 @@
-"""Small helpers tests share: run the real `phiops` console script in a subprocess."""
+"""Small helpers tests share: run the real `phiops` console script in a subprocess, and
+list what a folder's modules import."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -22,3 +24,18 @@ def run_phiops(
         text=True,
         timeout=timeout,
     )
+
+
+def top_level_imports(folder: Path) -> list[tuple[Path, str]]:
+    """(file, top-level package) for every import in the folder's Python files."""
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            found += [(path, name.split(".")[0]) for name in names]
+    return found

@@ -330,15 +330,8 @@ def test_missing_base_model_fails_in_one_sentence(tmp_path: Path, chat_dataset) 
 
 
 def test_trainer_never_imports_core() -> None:
-    import ast
+    from tests.helpers import top_level_imports
 
-    for path in TRAINER.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] not in {"core", "tui", "trainer"}, f"{path}: {name}"
+    found = top_level_imports(TRAINER)
+    assert found
+    assert [(path, name) for path, name in found if name in {"core", "tui", "trainer"}] == []

@@ -45,7 +45,7 @@ async def test_local_findings_with_detail_fix_and_copy(tui_project: Path) -> Non
         # nothing is cut off at 80×24: every finding's line and the footer's keys are there
         for name in names:
             assert name in text
-        await wait_for(pilot, lambda: "r Recheck  y Copy fix" in screen_text(app))
+        await wait_for(pilot, lambda: "r Recheck y Copy fix f1 Help q Quit" in screen_text(app))
 
 
 @pytest.fixture

@@ -109,7 +109,9 @@ async def test_a_running_jobs_log_follows_pauses_and_filters(tui_project: Path, 
         await pilot.press("f")
         await wait_for(pilot, lambda: log.is_vertical_scroll_end)
         # filter: only lines with the text, Escape shows all again
-        await pilot.press("slash", *"line 77")
+        await pilot.press("slash")
+        await wait_for(pilot, lambda: app.focused is app.query_one("#jobs-filter"))
+        await pilot.press(*"line 77")
         await wait_for(
             pilot, lambda: log.line_count >= 1 and all("line 77" in line for line in log.lines)
         )

@@ -289,7 +289,9 @@ class Demo:
         if endpoint is not None and serves(endpoint, version, live=False):
             if not serves(endpoint, version, live=True):
                 self.report("endpoint", f"starting endpoint {name} again")
-                endpoint = start_local_endpoint(self.config, name, self.report)
+                endpoint = backend.start_endpoint(  # type: ignore[attr-defined]  # local
+                    name, progress=lambda text: self.report("endpoint", text)
+                )
             self.report("endpoint", f"endpoint {name} already serves {version.ref}")
             return endpoint, True
         endpoint = backend.deploy(
@@ -339,15 +341,6 @@ def serves(endpoint: EndpointInfo, model: ModelVersion, *, live: bool) -> bool:
         if not live or (deployment.state == "Succeeded" and endpoint.state == "Succeeded"):
             return True
     return False
-
-
-def start_local_endpoint(config: Config, name: str, report: Report) -> EndpointInfo:
-    """Start a stopped local endpoint's servers again (after `phiops down` or a reboot)."""
-    from core.local.endpoints import LocalEndpoints
-    from core.local.registry import LocalRegistry
-
-    endpoints = LocalEndpoints(config, LocalRegistry(config))
-    return endpoints.start(name, progress=lambda text: report("endpoint", text))
 
 
 def down(config: Config) -> dict[str, list[str]]:

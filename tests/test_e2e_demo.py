@@ -67,3 +67,13 @@ def test_demo_runs_the_pipeline_then_reuses_it_and_down_stops_every_server(proje
     assert phiops_processes(project) == []
     # Stopped, not deleted: the endpoint is still listed and the next demo starts it again.
     assert phiops_json("endpoints", "list", cwd=project)[0]["name"] == first["endpoint"]
+    try:
+        third = phiops_json("demo", cwd=project)
+        assert "endpoint" in third["reused"] and third["scoring_uri"] == first["scoring_uri"]
+        assert "green" in third["answer"].lower(), third["answer"]
+    finally:
+        phiops_json("down", cwd=project)
+    deadline = time.monotonic() + 15
+    while phiops_processes(project) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert phiops_processes(project) == []

@@ -146,7 +146,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await confirm(pilot, app)
         await wait_for(pilot, lambda: not tab.busy and state(tab) == "Stopped", timeout=60)
         assert all(gone(pid) for pid in pids)
-        assert "s starts it" in screen_text(app)
+        await wait_for(pilot, lambda: "s starts it" in screen_text(app))
         await pilot.press("s")  # starting asks nothing
         assert tab.busy.startswith("Starting")
         await wait_for(pilot, lambda: not tab.busy, timeout=DEPLOY_TIMEOUT)

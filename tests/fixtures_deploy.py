@@ -61,14 +61,14 @@ def tight_server(trained_model_dir: Path):
 # -- a project with a model trained by a real local job ------------------------------------
 
 
+def endpoint_pids(endpoints, name: str) -> list[int]:
+    """The processes one local endpoint has recorded: its gateway and deployments."""
+    return [ref.pid for ref in endpoints._refs(endpoints.store.read(name))]
+
+
 def all_pids(endpoints) -> list[int]:
     """Every process the project's local endpoints have recorded."""
-    pids = []
-    for name in endpoints.store.names():
-        record = endpoints.store.read(name)
-        refs = [record.gateway, *(item.process for item in record.deployments.values())]
-        pids += [ref.pid for ref in refs if ref is not None]
-    return pids
+    return [pid for name in endpoints.store.names() for pid in endpoint_pids(endpoints, name)]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from core.config import load_config
-from tests.fixtures_deploy import gone
+from tests.fixtures_deploy import endpoint_pids, gone
 from tests.fixtures_tui_tabs import TabHarness, screen_text, wait_for
 from tui.services import Services
 from tui.tabs.deployments import DeploymentsTab
@@ -138,9 +138,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
 
         # stop (asks first) and start again: as after `phiops down`, on the same URI
         await select(pilot, tab, None)
-        record = backend._endpoints.store.read(ENDPOINT)
-        refs = [record.gateway, *(item.process for item in record.deployments.values())]
-        pids = [ref.pid for ref in refs if ref is not None]
+        pids = endpoint_pids(backend._endpoints, ENDPOINT)
         assert len(pids) == 3  # the gateway, blue and green
         await pilot.press("s")
         await confirm(pilot, app)

@@ -89,7 +89,7 @@ def submit(
         with err_console().status("Submitting…") as status:
             job = target.submit_job(spec, progress=lambda text: status.update(f"{text}…"))
     if follow:
-        from core.cli.jobs import follow_job, write_job
+        from core.cli.follow import follow_job, write_job
 
         write_job(job, as_json)
         raise SystemExit(follow_job(target, job.name, as_json))

@@ -58,7 +58,7 @@ def test_the_paths_come_from_phiops_toml(project: Path) -> None:
     )
     result = run_phiops("data", "prepare", "--sample", "--test-fraction", "0.5", "--seed", "3")
     assert result.returncode == 0, result.stderr
-    assert "Wrote 179 rows to sets/a.jsonl and 178 to sets/b.jsonl" in result.stdout
+    assert "Wrote 179 rows to sets/a.jsonl and 178 rows to sets/b.jsonl" in result.stdout
     assert (project / "sets" / "manifest.json").is_file()
 
 

@@ -12,6 +12,7 @@ import click
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 from core.errors import PhiopsError
+from core.text import plural
 
 ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green"}
 CUT = 600  # characters of a message shown unless --full
@@ -137,24 +138,42 @@ def prepare(
             on_progress=update,
         )
 
+    for warning in result.warnings:
+        err_console().print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
     def human() -> None:
         out = console()
         if result.skipped:
             reasons = ", ".join(
-                f"{count} {code}" for code, count in result.skipped_by_reason.items()
+                f"{count:,} {code}" for code, count in result.skipped_by_reason.items()
             )
-            out.print(f"[yellow]Skipped {result.skipped} invalid rows[/] ({reasons}):")
+            out.print(f"[yellow]Skipped {plural(result.skipped, 'invalid row')}[/] ({reasons}):")
             for example in result.skipped_examples:
-                out.print(f"  {escape(example)}", highlight=False)
+                out.print(f"  {escape(example)}", highlight=False, soft_wrap=True)
+        for line in conversion_report(result.converted, result.conversions):
+            out.print(escape(line), highlight=False, soft_wrap=True)
         out.print(
-            f"Wrote {result.train.rows:,} rows to {shown(result.train.path)} and "
-            f"{result.test.rows:,} to {shown(result.test.path)} (seed {seed}).",
+            f"Wrote {plural(result.train.rows, 'row')} to {shown(result.train.path)} and "
+            f"{plural(result.test.rows, 'row')} to {shown(result.test.path)} (seed {seed}).",
             highlight=False,
             soft_wrap=True,
         )
         out.print(f"Manifest: {shown(result.manifest)}", highlight=False, soft_wrap=True)
 
     emit(result, as_json, human)
+
+
+def conversion_report(converted: dict[str, int], conversions: dict[str, int]) -> list[str]:
+    """What converting did: `Converted 5 rows to chat messages: 4 from ShareGPT, …` and one
+    line per kind of change, with how many rows it touched."""
+    if not converted:
+        return []
+    from core.data.formats import SHAPES
+
+    shapes = ", ".join(f"{count:,} from {SHAPES[shape][0]}" for shape, count in converted.items())
+    lines = [f"Converted {plural(sum(converted.values()), 'row')} to chat messages: {shapes}."]
+    lines += [f"  {plural(count, 'row')}: {what}" for what, count in conversions.items()]
+    return lines
 
 
 # -- validate --------------------------------------------------------------------------------
@@ -180,7 +199,8 @@ def escape(text: str) -> str:
 @click.option(
     "--write-clean",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the valid rows to this new file; FILE itself is never changed.",
+    help="Write the valid rows, as prepare would (converted rows as chat messages), to this "
+    "new JSONL file; FILE itself is never changed.",
 )
 @json_option
 def validate(
@@ -190,10 +210,11 @@ def validate(
     write_clean: Path | None,
     as_json: bool,
 ) -> None:
-    """Check every row of a chat JSONL file.
+    """Check every row of a dataset file (JSON Lines, a JSON list or Parquet).
 
-    Each problem is printed with its line number, then a summary; exit 1 if any row of FILE
-    is invalid.
+    Rows are judged as `data prepare` judges them: a ShareGPT, Alpaca, prompt/response,
+    Phi-3 text or OpenAI row it would convert is valid. Each problem is printed with its line
+    number, then a summary; exit 1 if any row of FILE is invalid.
     """
     from core.data.rules import REASONS
     from core.data.validate import validate_file
@@ -223,11 +244,17 @@ def validate(
         table.add_column()
         table.add_row("rows", f"{report.rows:,}")
         table.add_row("valid", f"[green]{report.valid:,}[/]")
+        if report.converted:
+            from core.data.formats import SHAPES
+
+            shapes = ", ".join(f"{n:,} {SHAPES[shape][0]}" for shape, n in report.converted.items())
+            table.add_row("  converted", f"{shapes} (prepare writes them as chat messages)")
         table.add_row("invalid", f"[red]{report.invalid:,}[/]" if report.invalid else "0")
         for code, count in report.invalid_by_reason.items():
             table.add_row(f"  {code}", f"{count:,} ({REASONS[code]})")
         if report.blank_lines:
             table.add_row("blank lines", f"{report.blank_lines:,} (skipped)")
+
         for name, spread in (
             ("turns", report.turns),
             ("characters", report.chars),
@@ -244,17 +271,27 @@ def validate(
             table.add_row(f"over {report.max_tokens:,} tokens", f"{over:,}")
         console().print(table)
         for line, tokens in report.over_token_limit[:SHOWN_OVER_LIMIT]:
-            console().print(f"line {line}: {tokens:,} tokens, over the limit of {max_tokens:,}")
+            console().print(
+                f"line {line}: {plural(tokens, 'token')}, over the limit of {max_tokens:,}"
+            )
         if len(report.over_token_limit) > SHOWN_OVER_LIMIT:
             console().print(f"… and {len(report.over_token_limit) - SHOWN_OVER_LIMIT:,} more")
         if report.clean_file:
-            console().print(f"Wrote the {report.valid:,} valid rows to {report.clean_file}")
+            valid = plural(report.valid, "valid row")
+            console().print(f"Wrote {valid} to {report.clean_file}", highlight=False)
 
     emit(report, as_json, human)
     if report.rows == 0:
         raise PhiopsError(f"{file} holds no rows; there is nothing to train on.")
     if report.invalid:
-        raise PhiopsError(f"{report.invalid:,} of {report.rows:,} rows in {file} are invalid.")
+        raise PhiopsError(f"{invalid_share(report.invalid, report.rows, file)}.")
+
+
+def invalid_share(invalid: int, rows: int, file: Path) -> str:
+    """`1 of 3 rows in F is invalid`, `2 of 3 rows in F are invalid`, `the one row in F …`."""
+    if rows == 1:
+        return f"the one row in {file} is invalid"
+    return f"{invalid:,} of {rows:,} rows in {file} {'is' if invalid == 1 else 'are'} invalid"
 
 
 # -- preview ---------------------------------------------------------------------------------
@@ -280,27 +317,36 @@ def render_row(row, stats, full: bool):
     from rich.panel import Panel
     from rich.text import Text
 
+    from core.data.formats import CHAT, SHAPES, check_row
+
     def cut(text: str) -> str:
         if full or len(text) <= CUT:
             return text
         return f"{text[:CUT]}… ({len(text) - CUT:,} more characters)"
 
+    messages = row.messages
     title = f"row {row.index} · line {row.line}"
-    if not row.blank and row.messages is not None:
-        title += f" · {stats.turns} turns · {stats.chars:,} chars"
+    if stats.shape not in (None, CHAT):  # shown as prepare will write it
+        converted = check_row(row.data).row
+        messages = converted["messages"] if converted else None
+        title += f" · {SHAPES[stats.shape][0]}"
+    if not row.blank and messages is not None:
+        title += f" · {plural(stats.turns, 'turn')} · {plural(stats.chars, 'char')}"
     border = "green" if stats.valid else ("dim" if stats.blank else "red")
     parts = []
     if row.blank:
         parts.append(Text("(blank line)", style="dim"))
-    elif row.messages is None:
+    elif messages is None:
         parts.append(Text(cut(row.text), style="dim"))
     else:
-        for message in row.messages:
+        for message in messages:
             role = message.get("role") if isinstance(message, dict) else None
             content = message.get("content") if isinstance(message, dict) else message
             style = ROLE_STYLE.get(role, "red") if isinstance(role, str) else "red"
             line = Text(f"{role}: ", style=f"bold {style}")
             line.append(cut(content if isinstance(content, str) else repr(content)))
+            if isinstance(message, dict) and message.get("weight") == 0:
+                line.append("  (weight 0: seen, not trained on)", style="dim")
             parts.append(line)
     for problem in stats.problems:
         parts.append(Text(f"✗ {problem.message}", style="red"))

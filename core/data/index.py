@@ -5,7 +5,8 @@ and publishes them in batches, so the first rows can be shown while the rest of 
 still being indexed (toolong's approach). The index is an `array('q')` of newline offsets
 (8 bytes a row: 1.6 MB for 200,000 rows; numpy would do the same and cost the TUI ~0.1 s
 of import); a row is read on demand with one positional read and parsed, and its stats
-(turns, characters, validation problems) are computed only when asked for, with small LRU
+(turns, characters, validation problems — `formats.check_row`, as `data validate` judges
+rows) are computed only when asked for, with small LRU
 caches in front.
 
 The scan reads the file in 1 MiB blocks into one reused buffer and finds newlines with
@@ -18,7 +19,7 @@ A row is a line: blank lines are rows (shown as blank, skipped by validation) so
 n is always line n + 1, the number `data validate` reports. Lines end at `\\n`; a `\\r`
 before it is dropped. The last line counts even without a final newline; while the file
 grows it may be incomplete, and `Row.terminated` says so. Bad bytes are replaced and the
-row reports them instead of failing.
+row reports them instead of failing. A byte-order mark before the first row is not part of it.
 
 Thread safety: every public method may be called from any thread. `on_progress` is called
 from the scanning thread (a UI must hand it over to its own thread, e.g. with Textual's
@@ -38,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.data.jsonl import parse_line, strip_line_ending
-from core.data.rules import Problem, conversation_size, row_problems
+from core.data.formats import check_row
+from core.data.jsonl import BOM, parse_line, strip_line_ending
+from core.data.rules import Problem, conversation_size
 from core.errors import NotFoundError, PhiopsError
 
 BLOCK = 1 << 20  # bytes per read: fits in L2 cache, so finding newlines runs on hot memory
@@ -89,6 +91,7 @@ class RowStats:
     chars: int
     problems: tuple[Problem, ...] = ()
     blank: bool = False
+    shape: str | None = None  # formats.CHAT, or the shape it is converted from
 
     @property
     def valid(self) -> bool:
@@ -228,6 +231,8 @@ class DatasetIndex:
         if cached is not None:
             return cached
         raw = os.pread(fd, end - start, start) if end > start else b""
+        if start == 0:
+            raw = raw.removeprefix(BOM)
         parsed = parse_line(strip_line_ending(raw))
         problem = parsed.problem
         if problem is not None and not terminated and problem.code == "invalid_json":
@@ -263,7 +268,9 @@ class DatasetIndex:
         elif row.problem is not None:
             stats = RowStats(turns, chars, (row.problem,))
         else:
-            stats = RowStats(turns, chars, tuple(row_problems(row.data)))
+            checked = check_row(row.data)
+            turns, chars = conversation_size(checked.row)
+            stats = RowStats(turns, chars, checked.problems, shape=checked.shape)
         with self._cond:
             self._stats.put(key, stats)
         return stats

@@ -1,9 +1,9 @@
 """Read JSONL the forgiving way: any line ending, blank lines, bad bytes, no final newline.
 
-Datasets arrive from Windows editors (CRLF), from scripts that forget the final newline and
-from tools that mangle encodings. Reading never fails on such a file: each line is decoded
-and parsed on its own, and what is wrong with it comes back as a `Problem` with its line
-number, so one bad byte costs one row, not the whole file.
+Datasets arrive from Windows editors (CRLF, a byte-order mark), from scripts that forget the
+final newline and from tools that mangle encodings. Reading never fails on such a file: each
+line is decoded and parsed on its own, and what is wrong with it comes back as a `Problem`
+with its line number, so one bad byte costs one row, not the whole file.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from core.data.rules import Problem
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark: Notepad and Azure's docs put one first
 READ_BUFFER = 1 << 20
 PROGRESS_EVERY = 1 << 23  # bytes between progress callbacks: cheap, yet smooth on a 1 GB file
 
@@ -87,7 +88,8 @@ def iter_lines(
 ) -> Iterator[tuple[int, bytes]]:
     """Yield (line number, raw line without its ending) for every line, blank ones included.
 
-    `on_progress(bytes_read)` is called every few megabytes and once at the end.
+    A byte-order mark before the first line is not part of it. `on_progress(bytes_read)` is
+    called every few megabytes and once at the end.
     """
     done = reported = 0
     with open(path, "rb", buffering=READ_BUFFER) as handle:
@@ -96,6 +98,8 @@ def iter_lines(
             if on_progress is not None and done - reported >= PROGRESS_EVERY:
                 on_progress(done)
                 reported = done
+            if number == 1:
+                raw = raw.removeprefix(BOM)
             yield number, strip_line_ending(raw)
     if on_progress is not None:
         on_progress(done)

@@ -1,7 +1,8 @@
 """`data prepare`: turn a source into the train and test files phiops.toml names.
 
-Two passes over the source: the first checks every row (the same rules as `data validate`)
-and counts the usable ones, the second writes them. In between, the test rows are drawn
+Two passes over the source: the first checks every row (`formats.check_row`, as `data
+validate` does: rows in another known shape are converted to chat rows) and counts the usable
+ones, the second writes them. In between, the test rows are drawn
 with `random.Random(seed)`, so the same source, fraction and seed always give the same
 files. Both files are written atomically, rows keep their source order, and a manifest
 beside the train file records where they came from and their sha256.
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from core import __version__
 from core.atomic import atomic_writer, write_text_atomic
+from core.data.formats import check_row
 from core.data.jsonl import new_file_mode
-from core.data.rules import row_problems
 from core.data.sources import Source
 from core.errors import PhiopsError
+from core.text import plural
 
 MANIFEST_NAME = "manifest.json"
 EXAMPLES = 10  # skipped rows named in the result; the rest are counted by reason
@@ -53,6 +55,9 @@ class PrepareResult:
     manifest: str
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
+    converted: dict[str, int] = field(default_factory=dict)  # rows by the shape converted from
+    conversions: dict[str, int] = field(default_factory=dict)  # rows by what converting did
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -60,6 +65,18 @@ class PrepareResult:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "skipped": self.skipped}
+
+
+def empty_test_warning(valid: int, fraction: float) -> str:
+    why = (
+        f"--test-fraction is {fraction:g}"
+        if fraction <= 0
+        else f"only {plural(valid, 'usable row')}"
+    )
+    return (
+        f"the test file is empty ({why}): a training job needs at least one evaluation row; "
+        "give more rows or a larger --test-fraction, or point train submit --eval-file elsewhere."
+    )
 
 
 def held_out_count(rows: int, fraction: float) -> int:
@@ -104,17 +121,23 @@ def prepare(
         raise PhiopsError(f"the train and test files must differ; both are {train_path}.")
     progress = on_progress or (lambda stage, done, total: None)
 
-    # Pass 1: which rows are usable.
+    # Pass 1: which rows are usable, and what converting them takes.
     usable = bytearray()
     reasons: Counter[str] = Counter()
+    shapes: Counter[str] = Counter()
+    conversions: Counter[str] = Counter()
     examples: list[str] = []
     for position, item in enumerate(source, start=1):
-        problems = [item.problem] if item.problem else row_problems(item.data)
+        checked = None if item.problem else check_row(item.data)
+        problems = [item.problem] if item.problem else checked.problems
         usable.append(not problems)
         if problems:
             reasons.update({problem.code for problem in problems})
             if len(examples) < EXAMPLES:
                 examples.append(f"{item.where}: {problems[0].message}")
+        elif checked.converted:
+            shapes[checked.shape] += 1
+            conversions.update(set(checked.notes))
         if position % PROGRESS_EVERY == 0:
             progress("Checking rows", position, None)
     valid = sum(usable)
@@ -123,8 +146,9 @@ def prepare(
     if not usable:
         raise PhiopsError(f"{name} holds no rows.")
     if not valid:
+        which = "its one row is" if len(usable) == 1 else f"all {len(usable):,} are"
         raise PhiopsError(
-            f"{name} has no usable rows: all {len(usable)} are invalid (first: {examples[0]}); "
+            f"{name} has no usable rows: {which} invalid ({examples[0]}); "
             "run `phiops data validate` on it to see every problem."
         )
 
@@ -142,7 +166,7 @@ def prepare(
                 raise PhiopsError(f"{name} changed while it was being prepared; run it again.")
             if usable[position]:
                 index += 1
-                (test if index in test_rows else train).write(item.data)
+                (test if index in test_rows else train).write(check_row(item.data).row)
             if position % PROGRESS_EVERY == 0:
                 progress("Writing files", position, len(usable))
         if index + 1 != valid:
@@ -159,13 +183,19 @@ def prepare(
         manifest=str(train_path.parent / MANIFEST_NAME),
         skipped_by_reason=dict(reasons.most_common()),
         skipped_examples=examples,
+        converted=dict(shapes.most_common()),
+        conversions=dict(conversions.most_common()),
     )
+    if result.test.rows == 0:
+        result.warnings.append(empty_test_warning(valid, test_fraction))
     manifest = {
         "source": result.source,
         "test_fraction": test_fraction,
         "seed": seed,
         "rows": {"read": result.rows_read, "skipped": result.skipped},
         "skipped_by_reason": result.skipped_by_reason,
+        "converted": result.converted,
+        "conversions": result.conversions,
         "files": {"train": asdict(result.train), "test": asdict(result.test)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "phiops": __version__,

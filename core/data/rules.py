@@ -1,9 +1,11 @@
 """What makes one chat row trainable: the checks `data validate`, `prepare` and preview share.
 
 A row is ultrachat-shaped (`{"prompt", "prompt_id", "messages": [...]}`, only `messages`
-required). Every problem a row has is reported, each under a short reason code, so a summary
-can count rows by reason and a user can fix a whole file in one pass instead of one error
-at a time.
+required); an assistant message may carry OpenAI's `weight`, 0 or 1, where 0 means the turn
+is context and not trained on. Other shapes are converted to this one first
+(`formats.check_row`). Every problem a row has is reported, each under a short reason code,
+so a summary can count rows by reason and a user can fix a whole file in one pass instead of
+one error at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ REASONS: dict[str, str] = {
     "no_assistant_turn": "no assistant turn",
     "not_alternating": "user and assistant turns do not alternate",
     "last_not_assistant": "the last turn is not the assistant's",
+    "bad_weight": "a weight other than 0 or 1, or on a message that is not the assistant's",
+    "nothing_to_learn": "every assistant turn has weight 0",
+    "unconvertible": "in a known shape (ShareGPT, Alpaca, …) that cannot be converted",
 }
 
 
@@ -88,6 +93,16 @@ def row_problems(row: Any) -> list[Problem]:
             )
         elif not content.strip():
             problems.append(Problem("empty_content", f"{where} has empty content"))
+        if "weight" in message:
+            weight = message["weight"]
+            if role != "assistant":
+                problems.append(
+                    Problem("bad_weight", f"{where} has a weight but is not an assistant turn")
+                )
+            elif weight not in (0, 1) or isinstance(weight, bool):
+                problems.append(
+                    Problem("bad_weight", f"{where} has weight {weight!r}; expected 0 or 1")
+                )
 
     systems = [index for index, role in roles if role == "system"]
     if len(systems) > 1:
@@ -112,6 +127,11 @@ def row_problems(row: Any) -> list[Problem]:
                 )
             )
             break
+    answers = [m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+    if answers and all(m.get("weight", 1) == 0 for m in answers):
+        problems.append(
+            Problem("nothing_to_learn", "every assistant turn has weight 0: nothing to learn from")
+        )
     last = messages[-1]
     if isinstance(last, dict) and last.get("role") in ROLES and last["role"] != "assistant":
         problems.append(

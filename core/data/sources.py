@@ -6,7 +6,6 @@ rows in the same order every time and never holds a whole large file in memory.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from core.data.hub import hub_offline, hub_reachable
-from core.data.jsonl import iter_lines, parse_line
+from core.data.records import count_rows, read_records
 from core.data.rules import Problem
 from core.data.sample import SAMPLE_FILE
 from core.errors import NotFoundError, PhiopsError
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
-PARQUET_BATCH = 2048
 
 
 @dataclass(frozen=True)
@@ -81,62 +79,11 @@ class Split:
 # -- local files -----------------------------------------------------------------------------
 
 
-def _jsonl_rows(path: Path) -> Iterator[SourceRow]:
-    for number, raw in iter_lines(path):
-        parsed = parse_line(raw)
-        if parsed.blank and parsed.problem is None:
-            continue
-        yield SourceRow(f"{path.name}, line {number}", parsed.data, parsed.problem)
-
-
-def _json_rows(path: Path) -> Iterator[SourceRow]:
-    """A JSON list of rows, an object holding one such list, or JSON Lines named .json."""
-    try:
-        document = json.loads(path.read_bytes())
-    except json.JSONDecodeError as error:
-        if error.msg == "Extra data":  # several values: JSON Lines with a .json name
-            yield from _jsonl_rows(path)
-            return
-        raise PhiopsError(
-            f"{path} is not valid JSON ({error.msg} at line {error.lineno})."
-        ) from None
-    except UnicodeDecodeError:
-        raise PhiopsError(f"{path} is not UTF-8 text.") from None
-    if isinstance(document, dict):
-        lists = [value for value in document.values() if isinstance(value, list)]
-        document = lists[0] if len(lists) == 1 else document
-    if not isinstance(document, list):
-        raise PhiopsError(f"{path} must hold a JSON list of rows (or one JSON object a line).")
-    for index, row in enumerate(document, start=1):
-        yield SourceRow(f"{path.name}, row {index}", row)
-
-
-def _parquet_file(path: Path):
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(path)
-    except Exception as error:  # pyarrow raises its own ArrowInvalid/OSError family
-        raise PhiopsError(f"{path} is not a readable Parquet file ({error}).") from None
-
-
-def _parquet_rows(path: Path) -> Iterator[SourceRow]:
-    index = 0
-    for batch in _parquet_file(path).iter_batches(batch_size=PARQUET_BATCH):
-        for row in batch.to_pylist():
-            index += 1
-            yield SourceRow(f"{path.name}, row {index}", row)
-
-
-def _count_rows(path: Path) -> int:
-    if path.suffix == ".parquet":
-        return _parquet_file(path).metadata.num_rows
-    if path.suffix == ".json":
-        return sum(1 for _ in _json_rows(path))
-    return sum(1 for _, raw in iter_lines(path) if raw.strip())
-
-
-_READERS = {".jsonl": _jsonl_rows, ".json": _json_rows, ".parquet": _parquet_rows}
+def _file_rows(path: Path) -> Iterator[SourceRow]:
+    """A file's rows, read as `data validate` reads them; blank lines are no rows."""
+    for record in read_records(path):
+        if not record.blank:
+            yield SourceRow(f"{path.name}, {record.where}", record.data, record.problem)
 
 
 def _named_after(path: Path, root: Path, split: str) -> bool:
@@ -195,14 +142,14 @@ class LocalSource:
 
     def count(self) -> int:
         if self._total is None:
-            self._total = sum(_count_rows(file) for file in self.files)
+            self._total = sum(count_rows(file) for file in self.files)
         return self._total
 
     def __iter__(self) -> Iterator[SourceRow]:
         keep = self.split.positions(self.count()) if self.split and self.split.sliced else None
         position = 0
         for file in self.files:
-            for row in _READERS[file.suffix](file):
+            for row in _file_rows(file):
                 if keep is None or position in keep:
                     yield row
                 position += 1

@@ -1,13 +1,16 @@
-"""`data validate`: check every row of a chat JSONL file before a GPU hour is spent on it.
+"""`data validate`: check every row of a dataset file before a GPU hour is spent on it.
 
-The file is streamed line by line (a 1.3 GB file never sits in memory), every problem is
-reported with its line number as it is found, and the summary counts rows by reason and
-describes the conversations (turns, characters, tokens). `write_clean` copies the valid
-rows to a new file, atomically; the input is only ever read.
+Rows are read and judged exactly as `data prepare` reads and judges them
+(`records.read_records`, `formats.check_row`): a ShareGPT or Alpaca row that prepare would
+convert is valid here too. A JSON Lines file is streamed line by line (a 1.3 GB file never
+sits in memory), every problem is reported with its line number as it is found, and the
+summary counts rows by reason and describes the conversations (turns, characters, tokens).
+`write_clean` copies the valid rows to a new file, atomically; the input is only ever read.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from array import array
 from collections import Counter
@@ -17,8 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.atomic import atomic_writer
-from core.data.jsonl import iter_lines, new_file_mode, parse_line
-from core.data.rules import Problem, conversation_size, row_problems
+from core.data.formats import Checked, check_row
+from core.data.jsonl import new_file_mode
+from core.data.records import Record, read_records
+from core.data.rules import Problem, conversation_size
 from core.data.tokens import TokenCounter
 from core.errors import NotFoundError, PhiopsError
 
@@ -72,6 +77,8 @@ class ValidationReport:
     max_tokens: int | None = None
     over_token_limit: list[tuple[int, int]] = field(default_factory=list)  # (line, tokens)
     clean_file: str | None = None
+    converted: dict[str, int] = field(default_factory=dict)  # valid rows by converted shape
+    conversions: dict[str, int] = field(default_factory=dict)  # rows by what conversion did
 
     @property
     def invalid(self) -> int:
@@ -124,6 +131,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def clean_line(record: Record, checked: Checked) -> bytes:
+    """A valid row for --write-clean, as `data prepare` would train on it: a chat line as it
+    was read, any other row as its chat messages."""
+    if record.raw is not None and not checked.converted:
+        return record.raw + b"\n"
+    return (json.dumps(checked.row, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def validate_file(
     path: str | Path,
     *,
@@ -150,6 +165,8 @@ def validate_file(
     tally = _TokenTally(TokenCounter.load(tokenizer), max_tokens) if tokenizer else None
     report = ValidationReport(path=str(path), max_tokens=max_tokens)
     reasons: Counter[str] = Counter()
+    shapes: Counter[str] = Counter()
+    conversions: Counter[str] = Counter()
     turns, chars = array("q"), array("q")
 
     def note(line: int, problems: list[Problem]) -> None:
@@ -164,32 +181,37 @@ def validate_file(
         clean = None
         if write_clean is not None:
             clean = stack.enter_context(atomic_writer(write_clean, "wb", perms=new_file_mode()))
-        for number, raw in iter_lines(path, on_progress):
-            report.lines = number
-            parsed = parse_line(raw)
-            if parsed.blank and parsed.problem is None:
+        for record in read_records(path, on_progress):
+            report.lines = record.number
+            if record.blank:
                 report.blank_lines += 1
                 continue
             report.rows += 1
-            problems = [parsed.problem] if parsed.problem else row_problems(parsed.data)
+            checked = None if record.problem else check_row(record.data)
+            problems = [record.problem] if record.problem else list(checked.problems)
             if problems:
-                note(number, problems)
+                note(record.number, problems)
                 continue
             report.valid += 1
-            size = conversation_size(parsed.data)
+            if checked.converted:
+                shapes[checked.shape] += 1
+                conversions.update(set(checked.notes))
+            size = conversation_size(checked.row)
             turns.append(size[0])
             chars.append(size[1])
             if on_valid is not None:
-                on_valid(number, size[0], size[1])
+                on_valid(record.number, size[0], size[1])
             if tally is not None:
-                tally.add(number, parsed.data["messages"])
+                tally.add(record.number, checked.row["messages"])
             if clean is not None:
-                clean.write(raw + b"\n")
+                clean.write(clean_line(record, checked))
         if tally is not None:
             tally.flush()
             report.tokens = Distribution.of(tally.lengths)
             report.over_token_limit = tally.over
     report.invalid_by_reason = dict(reasons.most_common())
+    report.converted = dict(shapes.most_common())
+    report.conversions = dict(conversions.most_common())
     report.turns = Distribution.of(turns)
     report.chars = Distribution.of(chars)
     report.clean_file = str(write_clean) if write_clean else None

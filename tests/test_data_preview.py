@@ -9,7 +9,7 @@ import click
 import pytest
 
 from core.cli.data import parse_rows
-from tests.helpers import run_phiops
+from tests.helpers import HANG, run_phiops
 
 
 @pytest.fixture
@@ -66,3 +66,56 @@ def test_preview_errors_are_one_sentence(tmp_path: Path, chats: Path) -> None:
     assert missing.stderr.strip() == f"phiops: {tmp_path / 'nope.jsonl'} does not exist."
     bad = run_phiops("data", "preview", str(chats), "--rows", "x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_rows_are_printed_before_the_file_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan is held after its first block until the command closes the index: the rows
+    and a total marked as counting come back all the same (today's size-independent view)."""
+    import threading
+
+    from click.testing import CliRunner
+
+    import core.data.index as engine
+    from core.cli.data import preview
+
+    path = tmp_path / "big.jsonl"
+    line = json.dumps(
+        {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}
+    )
+    with path.open("w") as handle:
+        handle.writelines(f"{line}\n" for _ in range(3 * engine.BLOCK // len(line)))
+    closed = threading.Event()
+    read_at, close = engine._read_at, engine.DatasetIndex.close
+
+    def held_read_at(fd, buffer, offset, size):
+        if offset >= engine.BLOCK:
+            closed.wait(HANG)  # the rest of the file is "still being counted"
+        return read_at(fd, buffer, offset, size)
+
+    def closing(self) -> None:
+        closed.set()
+        close(self)
+
+    monkeypatch.setattr(engine, "_read_at", held_read_at)
+    monkeypatch.setattr(engine.DatasetIndex, "close", closing)
+    results = {}
+
+    def run(*args: str) -> None:
+        results[args] = CliRunner().invoke(preview, [str(path), "--rows", "0:3", *args])
+
+    for args in ((), ("--json",)):
+        worker = threading.Thread(target=run, args=args, daemon=True)
+        worker.start()
+        worker.join(HANG)
+        closed.set()
+        assert not worker.is_alive(), "the preview waited for the whole file to be counted"
+        closed.clear()
+    human, as_json = results[()], results[("--json",)]
+    assert human.exit_code == 0, human.output
+    assert "row 0 · line 1" in human.output and "row 2 · line 3" in human.output
+    assert "rows 0–2 of at least" in human.output and "still counting" in human.output
+    shown = json.loads(as_json.output)
+    assert shown["complete"] is False and shown["rows"] is None
+    assert [row["row"] for row in shown["shown"]] == [0, 1, 2]

@@ -365,11 +365,15 @@ def render_row(row, stats, full: bool):
     help="Rows A:B as a Python slice (0-based, B excluded): 0:10, 100:, -5:, or one row N.",
 )
 @click.option("--full", is_flag=True, help=f"Show whole messages (else cut at {CUT} characters).")
+@click.option(
+    "--count", is_flag=True, help="Wait for the file's row count if it is still counting."
+)
 @json_option
-def preview(file: Path, rows_spec: str, full: bool, as_json: bool) -> None:
+def preview(file: Path, rows_spec: str, full: bool, count: bool, as_json: bool) -> None:
     """Show rows of a chat JSONL file, roles coloured.
 
-    FILE opens at once whatever its size: only the rows asked for are read.
+    FILE opens at once whatever its size: only the rows asked for are read, and they are
+    printed without waiting for the file's rows to be counted (negative rows excepted).
     """
     from core.data.index import DatasetIndex
 
@@ -377,20 +381,24 @@ def preview(file: Path, rows_spec: str, full: bool, as_json: bool) -> None:
     with DatasetIndex.open(file) as index:
         rows = index.rows(start, stop)
         stats = [index.stats(row.index) for row in rows]
-        index.wait()
-        total = index.row_count
+        if count:
+            index.wait()
+        complete, total = index.is_complete, index.row_count
 
     if as_json:
         emit(
             {
                 "file": str(file),
-                "rows": total,
+                "rows": total if complete else None,
+                "rows_counted": total,
+                "complete": complete,
                 "shown": [
                     {
                         "row": row.index,
                         "line": row.line,
                         "data": row.data,
                         "text": None if row.data is not None else row.text,
+                        "shape": stat.shape,
                         "turns": stat.turns,
                         "chars": stat.chars,
                         "valid": stat.valid,
@@ -405,7 +413,8 @@ def preview(file: Path, rows_spec: str, full: bool, as_json: bool) -> None:
     out = console()
     for row, stat in zip(rows, stats, strict=True):
         out.print(render_row(row, stat, full))
+    of = f"{total:,}" if complete else f"at least {total:,} (still counting; --count waits)"
     if rows:
-        out.print(f"{file}: rows {rows[0].index}–{rows[-1].index} of {total:,}", soft_wrap=True)
+        out.print(f"{file}: rows {rows[0].index}–{rows[-1].index} of {of}", soft_wrap=True)
     else:
-        out.print(f"{file}: no rows in {rows_spec} ({total:,} rows)", soft_wrap=True)
+        out.print(f"{file}: no rows in {rows_spec} (rows: {of})", soft_wrap=True)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -25,7 +26,7 @@ from core.config import load_config
 from core.jobevents import read_events
 from core.local.jobs import LocalJobs
 from core.local.jobstore import STD_LOG
-from tests.helpers import run_phiops
+from tests.helpers import HANG, run_phiops, run_phiops_in_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +80,7 @@ def local(tmp_path_factory, chat_dataset, tiny_base_model) -> Iterator[Project]:
         stop_everything(jobs)
 
 
-def wait_for(jobs: LocalJobs, name: str, done, timeout: float = 120) -> JobInfo:
+def wait_for(jobs: LocalJobs, name: str, done, timeout: float = HANG) -> JobInfo:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = jobs.get(name)
@@ -173,7 +174,7 @@ def test_the_second_job_waits_then_is_killed_and_fails_with_its_log_tail(
     wait_for(jobs, name, lambda job: training_step(jobs, name) >= 2)
     trainer = jobs.store.read(name).trainer
     os.kill(trainer.pid, signal.SIGKILL)
-    failed = wait_for(jobs, name, lambda job: job.status.is_final, timeout=30)
+    failed = wait_for(jobs, name, lambda job: job.status.is_final)
     assert failed.status == JobStatus.FAILED
     assert failed.error.startswith("the trainer was killed by SIGKILL; last lines of the log:\n")
     tail = jobs.store.path(name, STD_LOG).read_text().splitlines()[-1]
@@ -242,4 +243,27 @@ def test_train_submit_follow_streams_until_the_job_completes(first_two: Project)
     )
     assert result.returncode == 0, result.stderr
     assert "Completed" in result.stderr
-    assert "'loss'" in result.stdout  # the trainer's log, streamed as it ran
+    assert "'loss'" in result.stdout  # not a terminal: the trainer's log, streamed as it ran
+
+
+def test_following_in_a_terminal_draws_progress_instead_of_metric_dicts(
+    first_two: Project,
+) -> None:
+    folder = first_two.folder
+    code, drawn = run_phiops_in_terminal(
+        "train", "submit", "--max-steps", "4", "--max-length", "128", "--follow",
+        "--", "--logging-steps", "1", cwd=folder,
+    )  # fmt: skip
+    assert code == 0, drawn[-3000:]
+    assert "{'loss'" not in drawn  # no wall of dicts: the bar says it
+    assert "training started at step 0/4" in drawn
+    assert re.search(r"training .* 4/4 .*loss \d\.\d{4}", drawn), drawn[-3000:]
+    assert "Data: " in drawn  # the log's other lines still scroll by
+    assert "Completed" in drawn
+
+    name = first_two.names["a"]  # a finished job, followed again: its whole story, at once
+    code, again = run_phiops_in_terminal("jobs", "logs", name, "--follow", cwd=folder)
+    assert code == 0 and "{'loss'" not in again and "8/8" in again
+    assert "model saved to" in again
+    code, raw = run_phiops_in_terminal("jobs", "logs", name, "--follow", "--raw", cwd=folder)
+    assert code == 0 and "{'loss'" in raw and "8/8" not in raw

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from core.cli.follow import raw_option
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 
@@ -21,9 +22,10 @@ def wait_quietly(backend, name: str, poll: float = 1.0) -> int:
 
 @click.command()
 @click.option("--question", "-q", default=None, help="What to ask the fine-tuned model.")
+@raw_option
 @json_option
 @pass_app
-def demo(app: AppContext, question: str | None, as_json: bool) -> None:
+def demo(app: AppContext, question: str | None, raw: bool, as_json: bool) -> None:
     """Run the whole pipeline on the local backend: sample data, tiny Phi-3, fine-tune,
     register, deploy, and ask the flow a question. A second run reuses what is there."""
     from core.cli.follow import follow_job
@@ -46,7 +48,7 @@ def demo(app: AppContext, question: str | None, as_json: bool) -> None:
         out.print(f"[cyan]{step:>10}[/] {message}", highlight=False, soft_wrap=True)
 
     def follow(backend, name: str) -> int:
-        return wait_quietly(backend, name) if as_json else follow_job(backend, name, False)
+        return wait_quietly(backend, name) if as_json else follow_job(backend, name, False, raw=raw)
 
     result = Demo(app.config, report, follow).run(question)
     total = round(time.perf_counter() - started, 1)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from core.backend import JobInfo, JobStatus
-from core.cli.follow import follow_job, styled, write_job, write_line
+from core.cli.follow import follow_job, raw_option, styled, write_job, write_line
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 
@@ -109,20 +109,30 @@ def show(app: AppContext, name: str, backend: str | None, as_json: bool) -> None
 @click.argument("name")
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
 @click.option("--since", type=int, default=0, help="Start at this byte offset of the log.")
+@raw_option
 @backend_option
 @json_option
 @pass_app
 def logs(
-    app: AppContext, name: str, follow: bool, since: int, backend: str | None, as_json: bool
+    app: AppContext,
+    name: str,
+    follow: bool,
+    since: int,
+    raw: bool,
+    backend: str | None,
+    as_json: bool,
 ) -> None:
-    """Print a job's log; with --follow, stream it with a progress line until the job ends.
+    """Print a job's log; with --follow, follow the job until it ends.
 
-    With --json, one JSON object a line: {"text", "offset", "source"}; pass the last
-    offset back with --since to continue where a stream stopped.
+    In a terminal, --follow shows a progress bar (step, epoch, loss, eval loss, tokens/s,
+    ETA) from the trainer's events, with the log's other lines above it; --raw, or output
+    that is not a terminal, streams the plain log. With --json, one JSON object a line:
+    {"text", "offset", "source"}; pass the last offset back with --since to continue where
+    a stream stopped.
     """
     chosen = app.backend(backend)
     if follow:
-        raise SystemExit(follow_job(chosen, name, as_json, since=since))
+        raise SystemExit(follow_job(chosen, name, as_json, since=since, raw=raw))
 
     async def dump() -> None:
         async for line in chosen.stream_logs(name, since, follow=False):
@@ -185,15 +195,18 @@ def cancel(app: AppContext, name: str, backend: str | None, as_json: bool) -> No
 
 @jobs.command("resume")
 @click.argument("name")
-@click.option("--follow", "-f", is_flag=True, help="Stream the log until the job ends.")
+@click.option("--follow", "-f", is_flag=True, help="Follow the job until it ends.")
+@raw_option
 @backend_option
 @json_option
 @pass_app
-def resume(app: AppContext, name: str, follow: bool, backend: str | None, as_json: bool) -> None:
+def resume(
+    app: AppContext, name: str, follow: bool, raw: bool, backend: str | None, as_json: bool
+) -> None:
     """Continue a canceled or failed local job from its last checkpoint."""
     chosen = app.backend(backend)
     job = chosen.resume_job(name)
     if follow:
         write_job(job, as_json)
-        raise SystemExit(follow_job(chosen, job.name, as_json))
+        raise SystemExit(follow_job(chosen, job.name, as_json, raw=raw))
     emit(job.to_dict(), as_json, lambda: write_job(job, False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from core.backend import JobSpec
+from core.cli.follow import raw_option
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 
@@ -30,7 +31,10 @@ def train() -> None:
     epilog="Arguments after `--` go to the trainer unchanged, e.g. `-- --lora-r 16`.",
 )
 @click.option("--backend", type=click.Choice(["local", "azure"]), default=None)
-@click.option("--follow", "-f", is_flag=True, help="Stream the log until the job ends.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Follow the job until it ends: progress bar and log."
+)
+@raw_option
 @click.option("--dry-run", is_flag=True, help="Print what would be submitted (Azure: as YAML).")
 @click.option("--train-file", default=None, help="Training JSONL (default: train_data_path).")
 @click.option("--eval-file", default=None, help="Evaluation JSONL (default: test_data_path).")
@@ -53,6 +57,7 @@ def submit(
     app: AppContext,
     backend: str | None,
     follow: bool,
+    raw: bool,
     dry_run: bool,
     train_file: str | None,
     eval_file: str | None,
@@ -92,7 +97,7 @@ def submit(
         from core.cli.follow import follow_job, write_job
 
         write_job(job, as_json)
-        raise SystemExit(follow_job(target, job.name, as_json))
+        raise SystemExit(follow_job(target, job.name, as_json, raw=raw))
 
     def human() -> None:
         console().print(f"Submitted [bold]{job.name}[/] ({job.status}).", highlight=False)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import HANG
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Each area's fixtures live in their own module (tests/fixtures_<area>.py).
@@ -128,7 +130,7 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory, chat_dataset) -> P
         [sys.executable, str(TRAINER / "scaffold_tiny.py"), str(out), "--from-data", *data],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=HANG,
     )
     return out
 
@@ -144,7 +146,7 @@ def run_fine_tune(
     dataset: dict[str, Path],
     *extra: str,
     env: dict[str, str] | None = None,
-    timeout: float = 300,
+    timeout: float = HANG,
 ):
     """Run trainer/fine_tune.py as a job would; MLflow tracking only if `env` asks for it."""
     import subprocess

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from core.backend import RequestSettings
+from tests.helpers import HANG
 
 KEY = "test-key-" + "x" * 40
 OTHER_KEY = "other-key-" + "y" * 40
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def gone(pid: int, within: float = 20.0) -> bool:
+def gone(pid: int, within: float = HANG) -> bool:
     """True once no process (zombies count as gone) has this pid."""
     import psutil
 
@@ -104,7 +105,7 @@ def local_job_project(tmp_path_factory, chat_dataset, tiny_base_model):
             display_name="deploy tests",
         )
     )
-    job = backend._jobs.wait(job.name, timeout=600)
+    job = backend._jobs.wait(job.name, timeout=HANG)
     assert job.status == JobStatus.COMPLETED, job.error
     try:
         yield folder, backend, job
@@ -112,5 +113,5 @@ def local_job_project(tmp_path_factory, chat_dataset, tiny_base_model):
         endpoints = backend._endpoints
         pids = all_pids(endpoints)
         endpoints.stop_all()
-        left = [pid for pid in pids if not gone(pid, within=20)]
+        left = [pid for pid in pids if not gone(pid)]
         assert not left, f"endpoint processes left running: {left}"

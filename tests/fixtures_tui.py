@@ -22,6 +22,7 @@ import pytest
 
 from core.backend import JobStatus
 from core.local.jobstore import EVENTS, STD_LOG, JobRecord, JobStore, ProcessRef
+from tests.helpers import HANG
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC: fixed times, so snapshots do not drift
 
@@ -65,7 +66,7 @@ def make_app(project: Path, *, tab: str = "resources", poll: float = 0.3):
     )
 
 
-async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0) -> None:
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = HANG) -> None:
     """Let the app run until `condition()` holds; fail saying which condition did not."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -197,7 +198,7 @@ def log_writer() -> Iterator[Callable[..., ProcessRef]]:
             start_new_session=True,
         )
         started.append(process)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG
         while True:  # psutil needs the process to exist before it can read its start time
             with contextlib.suppress(Exception):
                 return ProcessRef.of(process.pid)

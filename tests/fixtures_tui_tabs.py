@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from tests.helpers import HANG
 from tui.services import Services
 
 
@@ -44,7 +45,7 @@ def services_for(project: Path) -> Services:
     return Services(load_config(project / "phiops.toml"))
 
 
-async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0) -> None:
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = HANG) -> None:
     """Pause the pilot until `condition()` is truthy; fail with the condition's source."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -69,10 +69,8 @@ def test_each_kind_builds_its_credential(no_azure_login: None) -> None:
 
 
 def test_not_logged_in_fails_fast_in_one_sentence(no_azure_login: None) -> None:
-    started = time.monotonic()
-    with pytest.raises(NotSignedInError) as raised:
+    with pytest.raises(NotSignedInError) as raised:  # fast: no probe (the test above)
         ensure_signed_in(make_credential("default"), "default")
-    assert time.monotonic() - started < 10
     assert str(raised.value) == (
         "cannot sign in to Azure: no Azure login was found; run `az login`, or sign in with a "
         'code from any browser with --device-code (or credential = "device-code" in phiops.toml)'

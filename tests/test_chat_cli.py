@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_deploy import KEY
-from tests.helpers import run_phiops
+from tests.helpers import HANG, run_phiops
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def test_a_conversation_from_stdin(scoring_server, home) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert result.returncode == 0, result.stderr
     answers = [line for line in result.stdout.splitlines() if line.strip()]

@@ -14,13 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import run_phiops
+from tests.helpers import HANG, run_phiops
 
 pytestmark = pytest.mark.slow
 
 
-def phiops_json(*args: str, cwd: Path, timeout: float = 900) -> dict | list:
-    result = run_phiops(*args, "--json", cwd=cwd, timeout=timeout)
+def phiops_json(*args: str, cwd: Path) -> dict | list:
+    result = run_phiops(*args, "--json", cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -52,16 +52,14 @@ def test_demo_runs_the_pipeline_then_reuses_it_and_down_stops_every_server(proje
         assert [endpoint["name"] for endpoint in endpoints] == [first["endpoint"]]
         assert endpoints[0]["traffic"] == {"blue": 100}
 
-        started = time.perf_counter()
         second = phiops_json("demo", "--question", "What do islanders drink?", cwd=project)
-        assert time.perf_counter() - started < 120
         assert set(second["reused"]) == {"data", "base model", "training", "registry", "endpoint"}
         assert second["job"] == first["job"] and second["model"] == first["model"]
         assert "tea" in second["answer"].lower(), second["answer"]
     finally:
         stopped = phiops_json("down", cwd=project)
     assert stopped["endpoints"] == [first["endpoint"]]
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG
     while phiops_processes(project) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert phiops_processes(project) == []
@@ -73,7 +71,7 @@ def test_demo_runs_the_pipeline_then_reuses_it_and_down_stops_every_server(proje
         assert "green" in third["answer"].lower(), third["answer"]
     finally:
         phiops_json("down", cwd=project)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG
     while phiops_processes(project) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert phiops_processes(project) == []

@@ -24,6 +24,7 @@ from core.chat.sessions import SessionStore
 from core.config import Config
 from tests.fixtures_chat import FLOW_DIR, REPO, RecordingProxy, promptflow_processes
 from tests.fixtures_deploy import KEY
+from tests.helpers import HANG
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +171,7 @@ def test_the_real_pf_flow_test_command(scoring_server, tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     output = json.loads(result.stdout[result.stdout.index("{") :])
@@ -196,7 +197,7 @@ def test_pf_flow_test_reports_a_wrong_key_in_one_sentence(scoring_server) -> Non
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert result.returncode != 0
     said = result.stdout + result.stderr

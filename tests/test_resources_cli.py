@@ -4,7 +4,6 @@ entry point in-process with the stand-in Azure; "not logged in" as a real subpro
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -221,18 +220,15 @@ def test_not_logged_in_through_the_real_console_script(
     ):
         monkeypatch.delenv(name, raising=False)
     write_config_values(project / "phiops.toml", SETTINGS)
-    started = time.monotonic()
     result = run_phiops(
-        "resources", "check", env={"AZURE_CONFIG_DIR": str(tmp_path / "no-az-login")}, timeout=60
+        "resources", "check", env={"AZURE_CONFIG_DIR": str(tmp_path / "no-az-login")}
     )
-    elapsed = time.monotonic() - started
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.startswith("phiops: cannot sign in to Azure: ")
     assert "`az login`" in result.stderr and "--device-code" in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr  # one sentence, no SDK page
     assert "Traceback" not in result.stderr
-    assert elapsed < 20, elapsed
 
 
 def test_resources_modules_import_no_sdk() -> None:

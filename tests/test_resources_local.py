@@ -88,18 +88,17 @@ def test_data_present(config: Config) -> None:
     assert findings(config)["training data"].state == FindingState.OK
 
 
-def test_light_and_fast() -> None:
-    """The Resources tab opens with this: no torch, no MLflow, no Azure SDK imported."""
+def test_light() -> None:
+    """The Resources tab opens with this: no torch, no MLflow, no Azure SDK imported (its
+    time is measured by benchmarks/bench_cli.py)."""
     code = (
-        "import sys, time; t = time.perf_counter();"
+        "import sys;"
         "from core.config import load_config; from core.local.resources import local_findings;"
-        "local_findings(load_config()); print(time.perf_counter() - t);"
+        "local_findings(load_config());"
         "print(sorted(m for m in ('torch', 'mlflow', 'azure.ai.ml', 'transformers') "
         "if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
-    seconds, heavy = result.stdout.splitlines()
-    assert heavy == "[]"
-    assert float(seconds) < 1.0
+    assert result.stdout.splitlines() == ["[]"]

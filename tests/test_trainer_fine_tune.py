@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import QUICK_TRAINING, TRAINER, run_fine_tune
+from tests.helpers import HANG
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,6 @@ def test_one_epoch_learns_and_logs_to_mlflow(tmp_path: Path, chat_dataset, tiny_
     run_id = mlflow.MlflowClient().create_run(experiment).info.run_id  # as the job runner does
 
     out = tmp_path / "model"
-    started = time.monotonic()
     result = run_fine_tune(
         out,
         tiny_base_model,
@@ -59,9 +59,7 @@ def test_one_epoch_learns_and_logs_to_mlflow(tmp_path: Path, chat_dataset, tiny_
         "--epochs", "1",
         env={"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_RUN_ID": run_id},
     )  # fmt: skip
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
-    assert elapsed < 60
 
     events = read_events(out)
     curve = losses(events)
@@ -176,14 +174,14 @@ def test_sigterm_checkpoints_and_resume_continues(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG
         while time.monotonic() < deadline and not any(
             e.get("step", 0) >= 4 for e in read_events(out)
         ):
             assert process.poll() is None, process.stderr.read().decode()[-3000:]
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
+        _, stderr = process.communicate(timeout=HANG)
     finally:
         if process.poll() is None:
             process.kill()

@@ -26,7 +26,7 @@ from tests.fixtures_tui import (
     wait_for,
     write_job,
 )
-from tests.helpers import BIN
+from tests.helpers import BIN, HANG
 
 HEAVY = ("torch", "transformers", "datasets", "mlflow", "azure.ai.ml", "promptflow", "trl")
 
@@ -59,7 +59,7 @@ asyncio.run(main())
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -87,7 +87,7 @@ def test_bare_phiops_in_a_terminal_opens_the_app_and_q_quits(tui_project: Path) 
         os.execv(str(BIN / "phiops"), [str(BIN / "phiops")])
     try:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        seen = _read_until(fd, b"Deployments", timeout=30)
+        seen = _read_until(fd, b"Deployments", timeout=HANG)
         assert b"phiops \xe2\x94\x82 local" in seen and b"Deployments" in seen, seen[-2000:]
         time.sleep(0.5)
         os.write(fd, b"q")
@@ -241,7 +241,7 @@ async def test_switching_backend_reloads_header_and_tabs(
         await wait_for(pilot, lambda: "Backend local" in screen_text(app))
         app.action_switch_backend("azure")
         await wait_for(pilot, lambda: "│ azure │" in screen_text(app).splitlines()[0])
-        await wait_for(pilot, lambda: "Backend azure" in screen_text(app), timeout=60)
+        await wait_for(pilot, lambda: "Backend azure" in screen_text(app))
         assert "subscription" in screen_text(app)
 
 

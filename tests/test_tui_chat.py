@@ -40,7 +40,7 @@ async def ask(pilot, tab: ChatTab, question: str) -> None:
     for character in question:
         await pilot.press(character if character != " " else "space")
     await pilot.press("ctrl+j")
-    await wait_for(pilot, lambda: tab.asking is None, timeout=60)
+    await wait_for(pilot, lambda: tab.asking is None)
 
 
 def test_generation_settings_are_checked_in_one_sentence() -> None:
@@ -144,7 +144,7 @@ async def test_escape_stops_a_slow_answer_and_keeps_what_came(
             await pilot.press("ctrl+j")
             await wait_for(pilot, lambda: tab.streamed)
             await pilot.press("escape")
-            await wait_for(pilot, lambda: tab.asking is None, timeout=10)
+            await wait_for(pilot, lambda: tab.asking is None)
             assert tab.query_one(ErrorView).message == "Stopped."
             assert tab.query_one(AnswerView).meta == "(partial answer)"
             assert tab.query_one(PromptInput).text == "Capital of Peru?"

@@ -73,7 +73,7 @@ async def test_serve_flow_starts_pf_flow_serve_and_chats_through_it(
         async with app.run_test(size=(80, 24), message_hook=messages.append) as pilot:
             tab = app.query_one(ChatTab)
             await tab.run_action("serve_flow")
-            await wait_for(pilot, lambda: tab.route == "served", timeout=180)
+            await wait_for(pilot, lambda: tab.route == "served")
             (record,) = flow_servers(services.config)
             assert tab.query_one("#chat-url").value == record.url
             assert KEY not in Path(f"/proc/{record.pid}/cmdline").read_text()
@@ -87,7 +87,7 @@ async def test_serve_flow_starts_pf_flow_serve_and_chats_through_it(
             assert "served" in tab.query_one(AnswerView).meta
 
             await tab.run_action("stop_flow")
-            await wait_for(pilot, lambda: tab.route == "flow", timeout=30)
+            await wait_for(pilot, lambda: tab.route == "flow")
             assert gone(record.pid)
     finally:
         stop_flow_servers(services.config)

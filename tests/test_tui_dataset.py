@@ -149,7 +149,7 @@ async def test_prepare_from_the_form_writes_the_files_and_opens_them(project: Pa
         )
         await pilot.press("ctrl+u", *"0.25", "ctrl+s")
         table = app.query_one(RowTable)
-        await wait_for(pilot, lambda: table.row_count > 0, timeout=60)
+        await wait_for(pilot, lambda: table.row_count > 0)
         assert (project / "data/train_data.jsonl").is_file()
         assert (project / "data/manifest.json").is_file()
         manifest = json.loads((project / "data/manifest.json").read_text())

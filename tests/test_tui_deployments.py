@@ -22,7 +22,6 @@ from tui.tabs.deployments_dialogs import ConfirmScreen, DeployScreen, TrafficScr
 pytestmark = pytest.mark.slow
 
 ENDPOINT = "tui-ep"
-DEPLOY_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,7 @@ async def confirm(pilot, app) -> None:
 
 async def deploy(pilot, app, tab: DeploymentsTab, version: str, share: int) -> None:
     await pilot.press("d")
-    await wait_for(pilot, lambda: isinstance(app.screen, DeployScreen), timeout=60)
+    await wait_for(pilot, lambda: isinstance(app.screen, DeployScreen))
     screen = app.screen
     options = screen.query_one("#deploy-models")
     ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
@@ -79,7 +78,7 @@ async def deploy(pilot, app, tab: DeploymentsTab, version: str, share: int) -> N
     screen.query_one("#deploy-traffic").value = str(share)
     await pilot.press("ctrl+s")
     await wait_for(pilot, lambda: not isinstance(app.screen, DeployScreen))
-    await wait_for(pilot, lambda: not tab.busy, timeout=DEPLOY_TIMEOUT)
+    await wait_for(pilot, lambda: not tab.busy)
 
 
 async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) -> None:
@@ -88,7 +87,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
     seen: list = []
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
         tab = app.query_one(DeploymentsTab)
-        await wait_for(pilot, lambda: tab.loaded, timeout=60)
+        await wait_for(pilot, lambda: tab.loaded)
 
         # deploy version 1: a new endpoint, blue takes everything
         await deploy(pilot, app, tab, versions[0].version, 100)
@@ -128,12 +127,12 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         plan = str(app.screen.query_one("#traffic-plan").render())
         assert "blue 80% → 50%" in plan and "green 20% → 50%" in plan
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: traffic(tab) == {"blue": 50, "green": 50}, timeout=60)
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 50, "green": 50})
 
         # roll back: the split before the shift
         await pilot.press("b")
         await confirm(pilot, app)
-        await wait_for(pilot, lambda: traffic(tab) == {"blue": 80, "green": 20}, timeout=60)
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 80, "green": 20})
         assert backend.endpoint(ENDPOINT).traffic == {"blue": 80, "green": 20}
 
         # stop (asks first) and start again: as after `phiops down`, on the same URI
@@ -142,12 +141,12 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         assert len(pids) == 3  # the gateway, blue and green
         await pilot.press("s")
         await confirm(pilot, app)
-        await wait_for(pilot, lambda: not tab.busy and state(tab) == "Stopped", timeout=60)
+        await wait_for(pilot, lambda: not tab.busy and state(tab) == "Stopped")
         assert all(gone(pid) for pid in pids)
         await wait_for(pilot, lambda: "s starts it" in screen_text(app))
         await pilot.press("s")  # starting asks nothing
         assert tab.busy.startswith("Starting")
-        await wait_for(pilot, lambda: not tab.busy, timeout=DEPLOY_TIMEOUT)
+        await wait_for(pilot, lambda: not tab.busy)
         await wait_for(pilot, lambda: state(tab) == "Succeeded")
         restarted = backend.endpoint(ENDPOINT)
         assert restarted.scoring_uri == info.scoring_uri
@@ -156,7 +155,6 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
             restarted.scoring_uri,
             json={"input_data": ["Hi"], "params": {"max_new_tokens": 2}},
             headers={"Authorization": f"Bearer {key}"},
-            timeout=60,
         )
         assert reply.status_code == 200
 
@@ -173,7 +171,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
         app.screen.query_one("#traffic-share").value = "0"  # green, highlighted
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: traffic(tab) == {"blue": 100, "green": 0}, timeout=60)
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 100, "green": 0})
         green_pid = backend._endpoints.store.read(ENDPOINT).deployments["green"].process.pid
         await select(pilot, tab, "green")
         await pilot.press("x")
@@ -183,7 +181,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         assert "green" in backend.endpoint(ENDPOINT).traffic
         await pilot.press("x")
         await confirm(pilot, app)
-        await wait_for(pilot, lambda: traffic(tab) == {"blue": 100}, timeout=60)
+        await wait_for(pilot, lambda: traffic(tab) == {"blue": 100})
         assert gone(green_pid)
 
         # delete the endpoint from its row
@@ -192,7 +190,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await select(pilot, tab, None)
         await pilot.press("x")
         await confirm(pilot, app)
-        await wait_for(pilot, lambda: traffic(tab) is None and not tab.busy, timeout=60)
+        await wait_for(pilot, lambda: traffic(tab) is None and not tab.busy)
         assert ENDPOINT not in [info.name for info in backend.endpoints()]
         assert all(gone(pid) for pid in pids)
 
@@ -222,7 +220,7 @@ async def test_the_chat_tab_answers_through_the_local_endpoint(
             tab.query_one("#chat-max-tokens").value = "16"
             tab.query_one(PromptInput).load_text("What is the capital of Chile?")
             await pilot.press("ctrl+j")
-            await wait_for(pilot, lambda: tab.asking is None, timeout=180)
+            await wait_for(pilot, lambda: tab.asking is None)
             assert not list(tab.query(ErrorView)), screen_text(app)
             answer = list(tab.query(AnswerView))[-1]
             assert answer.markdown.source.strip() and route in answer.meta

@@ -46,7 +46,7 @@ async def test_deploy_on_azure_warns_of_charges_then_shows_the_endpoint(
 
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, DeployScreen))
-        await wait_for(pilot, lambda: tab.busy == "" and tab.endpoints, timeout=60)
+        await wait_for(pilot, lambda: tab.busy == "" and tab.endpoints)
         # the keyboard is back in the table, not on the tab strip
         await wait_for(pilot, lambda: app.focused is table)
         info = tab.endpoints[0]

@@ -232,13 +232,12 @@ async def test_a_job_submitted_from_the_form_trains_with_live_log_and_loss(
                 "#submit-extra"
             ).value = "--logging-steps 1 --eval-steps 4 --eval-strategy steps"
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: tab.selected is not None, timeout=60)
+            await wait_for(pilot, lambda: tab.selected is not None)
             name = tab.selected
             await wait_for(pilot, lambda: any("Submitted" in text for text in notifications(app)))
             await wait_for(
                 pilot,
                 lambda: tab.job(name) is not None and tab.job(name).status == JobStatus.COMPLETED,
-                timeout=300,
             )
             chart = app.query_one(LossChart)
             await wait_for(pilot, lambda: len(chart.loss) >= 10 and chart.eval_loss)
@@ -252,7 +251,6 @@ async def test_a_job_submitted_from_the_form_trains_with_live_log_and_loss(
             await wait_for(
                 pilot,
                 lambda: any("Registered phi3-finetuned:" in text for text in notifications(app)),
-                timeout=120,
             )
     finally:
         for record in job_store(tui_project).records():

@@ -71,7 +71,7 @@ async def test_azure_findings_show_roles_and_how_to_fix_a_missing_one(
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot, app)
         tab = app.tabs["resources"]
-        await wait_for(pilot, lambda: tab.findings, timeout=60)
+        await wait_for(pilot, lambda: tab.findings)
         text = screen_text(app)
         assert "│ azure │ workspace phi3-ws (phi3-rg)" in text.splitlines()[0]
         for name in (
@@ -96,7 +96,6 @@ async def test_azure_findings_show_roles_and_how_to_fix_a_missing_one(
         await wait_for(
             pilot,
             lambda: any("AcrPull" in f.name and str(f.state) != "ok" for f in tab.findings),
-            timeout=60,
         )
         acr = next(finding for finding in tab.findings if "AcrPull" in finding.name)
         assert "az role assignment create" in acr.fix
@@ -115,7 +114,7 @@ async def test_a_sign_in_failure_is_one_sentence(
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
         tab = app.tabs["resources"]
-        await wait_for(pilot, lambda: "sign in" in screen_text(app).lower(), timeout=60)
+        await wait_for(pilot, lambda: "sign in" in screen_text(app).lower())
         text = screen_text(app)
         assert not tab.findings
         assert "Traceback" not in text

@@ -44,7 +44,7 @@ def test_resources_tab(snap_compare, tui_project: Path, monkeypatch, size) -> No
 
     async def loaded(pilot) -> None:
         await ready(pilot, app)
-        await wait_for(pilot, lambda: app.tabs["resources"].findings, timeout=60)
+        await wait_for(pilot, lambda: app.tabs["resources"].findings)
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=loaded)

@@ -286,6 +286,30 @@ def test_assistant_only_loss_run(tmp_path: Path, chat_dataset, tiny_base_model) 
     assert served == (tiny_base_model / "chat_template.jinja").read_text()
 
 
+def test_weight_zero_turns_run_and_keep_the_serving_template(
+    tmp_path: Path, chat_dataset, tiny_base_model
+) -> None:
+    """Rows as `data prepare` writes an OpenAI dataset with `weight: 0` turns."""
+    context = [
+        {"role": "user", "content": "Hello?"},
+        {"role": "assistant", "content": "Not this answer.", "weight": 0},
+    ]
+    weighted = tmp_path / "weighted.jsonl"
+    with weighted.open("w") as out:
+        for line in chat_dataset["train"].read_text().splitlines():
+            row = json.loads(line)
+            out.write(json.dumps({"messages": context + row["messages"]}) + "\n")
+    model = tmp_path / "model"
+    data = {"train": weighted, "eval": chat_dataset["eval"]}
+    result = run_fine_tune(
+        model, tiny_base_model, data, "--max-steps", "2", "--eval-strategy", "no"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "weight 0: the loss is on the other assistant turns" in result.stdout
+    served = (model / "hf_model" / "chat_template.jinja").read_text()
+    assert served == (tiny_base_model / "chat_template.jinja").read_text()
+
+
 @pytest.mark.parametrize(
     ("line", "problem"),
     [

@@ -98,3 +98,62 @@ def test_latest_checkpoint_ignores_incomplete_ones(tmp_path: Path) -> None:
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+
+
+WEIGHTED = [
+    {"role": "user", "content": "Capital of Peru?"},
+    {"role": "assistant", "content": "Paris.", "weight": 0},  # a bad answer, kept as context
+    {"role": "user", "content": "Are you sure?"},
+    {"role": "assistant", "content": "Sorry: Lima.", "weight": 1},
+]
+
+
+def test_chat_rows_keep_weight_and_check_it(tmp_path: Path) -> None:
+    chat_data = trainer_module("chat_data")
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"messages": WEIGHTED}) + "\n")
+    rows = chat_data.read_chat_rows(path)
+    assert [message.get("weight") for message in rows[0]] == [None, 0, None, 1]
+    assert chat_data.has_zero_weight(rows)
+    nothing = [{**m, "weight": 0} if m["role"] == "assistant" else m for m in WEIGHTED]
+    on_user = [{**WEIGHTED[0], "weight": 0}, *WEIGHTED[1:]]
+    for bad, problem in ((nothing, "nothing to learn from"), (on_user, "only 0 or 1")):
+        path.write_text(json.dumps({"messages": bad}) + "\n")
+        with pytest.raises(chat_data.InvalidDataError, match=f"line 1: .*{problem}"):
+            chat_data.read_chat_rows(path)
+
+
+def test_a_weight_zero_turn_gets_no_loss(tmp_path: Path, tiny_base_model: Path) -> None:
+    """Through TRL's own data preparation, as fine_tune.py builds the trainer."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    phi3_chat = trainer_module("phi3_chat")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    serving = tokenizer.apply_chat_template(WEIGHTED, tokenize=False)
+    template = phi3_chat.WEIGHTED_TRAINING_TEMPLATE
+    assert tokenizer.apply_chat_template(WEIGHTED, chat_template=template, tokenize=False) == (
+        serving
+    )  # the same text: only the loss mask differs
+    tokenizer.chat_template = template
+    plain = [{"role": "user", "content": "Capital of Chile?"}, WEIGHTED[3]]
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_base_model),
+        args=SFTConfig(
+            output_dir=str(tmp_path),
+            assistant_only_loss=True,
+            max_length=256,
+            report_to="none",
+            bf16=False,
+            use_cpu=True,
+        ),
+        train_dataset=Dataset.from_list([{"messages": WEIGHTED}, {"messages": plain}]),
+        processing_class=tokenizer,
+    )
+    trained = []
+    for row in trainer.train_dataset:
+        pairs = zip(row["input_ids"], row["labels"], strict=True)
+        ids = [token for token, label in pairs if label != -100]
+        trained.append(tokenizer.decode(ids))
+    assert trained == [f"Sorry: Lima.<|end|>\n{tokenizer.eos_token}"] * 2  # no "Paris."

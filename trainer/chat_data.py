@@ -13,7 +13,7 @@ from typing import Any
 
 ROLES = ("system", "user", "assistant")
 
-Message = dict[str, str]
+Message = dict[str, str | int]
 
 
 class InvalidDataError(ValueError):
@@ -37,13 +37,35 @@ def row_problem(row: Any) -> str | None:
             return f"message {index} has role {role!r}; expected one of {', '.join(ROLES)}"
         if not isinstance(message.get("content"), str):
             return f'message {index} has no text "content"'
-    if not any(message["role"] == "assistant" for message in messages):
+        if "weight" in message and (role != "assistant" or message["weight"] not in (0, 1)):
+            return (
+                f"message {index} has weight {message['weight']!r}; only 0 or 1 on assistant turns"
+            )
+    answers = [message for message in messages if message["role"] == "assistant"]
+    if not answers:
         return "no assistant message to learn from"
+    if all(message.get("weight", 1) == 0 for message in answers):
+        return "every assistant message has weight 0: nothing to learn from"
     return None
 
 
+def _kept(message: dict) -> Message:
+    """Role and content, and `weight` when the row gives one."""
+    kept = {"role": message["role"], "content": message["content"]}
+    if "weight" in message:
+        kept["weight"] = int(message["weight"])
+    return kept
+
+
+def has_zero_weight(conversations: list[list[Message]]) -> bool:
+    """True when some assistant turn is marked `weight: 0` (seen, not trained on)."""
+    return any(message.get("weight") == 0 for messages in conversations for message in messages)
+
+
 def read_chat_rows(path: str | Path) -> list[list[Message]]:
-    """Every row's messages (role and content only), or InvalidDataError at the first bad line.
+    """Every row's messages (role, content and any `weight`), or InvalidDataError at the first
+    bad line. An assistant message with `weight: 0` is context: the trainer masks it out of
+    the loss (`phi3_chat.WEIGHTED_TRAINING_TEMPLATE`).
 
     Other keys (`prompt`, `prompt_id`) are dropped on purpose: TRL treats a `prompt` column
     as prompt-completion data, which is not what ultrachat's `prompt` means.
@@ -64,9 +86,7 @@ def read_chat_rows(path: str | Path) -> list[list[Message]]:
             problem = row_problem(row)
             if problem:
                 raise InvalidDataError(f"{path}, line {number}: {problem}")
-            conversations.append(
-                [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-            )
+            conversations.append([_kept(message) for message in row["messages"]])
     if not conversations:
         raise InvalidDataError(f"{path}: no rows")
     return conversations

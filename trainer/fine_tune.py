@@ -26,7 +26,7 @@ from pathlib import Path
 
 # Flat sibling imports (Python puts this script's folder first on sys.path): on Azure ML
 # this folder is the job's whole code snapshot.
-from chat_data import InvalidDataError, read_chat_rows
+from chat_data import InvalidDataError, has_zero_weight, read_chat_rows
 
 PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
@@ -162,6 +162,18 @@ def load_base(args, hardware):
         print(f"Added a pad token {tokenizer.pad_token!r} (the model had none).", flush=True)
     align_generation_config(model, tokenizer)
     return tokenizer, model
+
+
+def weighted_template(tokenizer) -> str:
+    """The training template that masks `weight: 0` turns; it knows Phi-3's format only."""
+    from phi3_chat import PHI3_CHAT_TEMPLATE, WEIGHTED_TRAINING_TEMPLATE
+
+    if tokenizer.chat_template != PHI3_CHAT_TEMPLATE:
+        raise JobError(
+            "the data has assistant turns with weight 0, which phiops can mask only with "
+            "Phi-3's chat template, and this base model has another"
+        )
+    return WEIGHTED_TRAINING_TEMPLATE
 
 
 def build_config(args, hardware, output_dir: Path):
@@ -370,19 +382,27 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
         print(f"No checkpoint in {checkpoints}: starting from step 0.", flush=True)
     meter = ThroughputMeter()
     checkpoint_callback = CheckpointCallback(stop)
-    trainer = SFTTrainer(
-        model=model,
-        args=build_config(args, hardware, checkpoints),
-        train_dataset=Dataset.from_list([{"messages": m} for m in data.train]),
-        eval_dataset=Dataset.from_list([{"messages": m} for m in data.eval]),
-        processing_class=tokenizer,
-        peft_config=lora_config(args, hardware) if args.lora else None,
-        callbacks=[
-            ProgressEventsCallback(events, meter),
-            MetricsCallback(tracking, meter),
-            checkpoint_callback,
-        ],
-    )
+    serving_template = tokenizer.chat_template
+    if has_zero_weight(data.train) or has_zero_weight(data.eval):
+        tokenizer.chat_template = weighted_template(tokenizer)  # while the data is tokenized
+        args.assistant_only_loss = True
+        print("Assistant turns with weight 0: the loss is on the other assistant turns.")
+    try:
+        trainer = SFTTrainer(
+            model=model,
+            args=build_config(args, hardware, checkpoints),
+            train_dataset=Dataset.from_list([{"messages": m} for m in data.train]),
+            eval_dataset=Dataset.from_list([{"messages": m} for m in data.eval]),
+            processing_class=tokenizer,
+            peft_config=lora_config(args, hardware) if args.lora else None,
+            callbacks=[
+                ProgressEventsCallback(events, meter),
+                MetricsCallback(tracking, meter),
+                checkpoint_callback,
+            ],
+        )
+    finally:
+        tokenizer.chat_template = serving_template  # what is saved and served
     tracking.start()
     tracking.log_params(
         curated_params(args, hardware, trainer.model, len(data.train), len(data.eval))

@@ -25,6 +25,23 @@ PHI3_CHAT_TEMPLATE = (
 )
 
 
+# Training only, for data with `weight: 0` assistant turns: TRL's Phi-3 training variant
+# (generation markers around what the assistant says, so assistant-only loss can mask the
+# rest), except that a turn with weight 0 gets no markers and so no loss. It renders the
+# same text as PHI3_CHAT_TEMPLATE; the saved tokenizer keeps that one.
+WEIGHTED_TRAINING_TEMPLATE = (
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}{{- '<|system|>\n' + "
+    "message['content'] + '<|end|>\n' }}{%- elif message['role'] == 'user' %}{{- '<|user|>\n'"
+    " + message['content'] + '<|end|>\n' }}{%- elif message['role'] == 'assistant' %}"
+    "{{- '<|assistant|>\n' }}{%- if message.get('weight') == 0 %}{{- message['content'] + "
+    "'<|end|>\n' }}{%- else %}{%- generation %}{{- message['content'] + '<|end|>\n' }}"
+    "{%- endgeneration %}{%- endif %}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}"
+    "{{- '<|assistant|>\n' }}{%- elif messages[-1]['role'] == 'assistant' and "
+    "messages[-1].get('weight') != 0 %}{%- generation %}{{- eos_token }}{%- endgeneration %}"
+    "{%- else %}{{- eos_token }}{%- endif %}"
+)
+
+
 def ensure_chat_template(tokenizer) -> bool:
     """Give a tokenizer without a chat template Phi-3's; True when one was added."""
     if tokenizer.chat_template:

@@ -106,7 +106,7 @@ def test_ensure_dry_run_then_yes_then_again(world: AzureWorld, project: Path, ca
     assert code == 0, err
     assert "phiops will create:" in out
     assert "+ create resource group phi3-rg in eastus2" in out
-    assert "Dry run: nothing created (8 step(s) planned)." in out
+    assert "Dry run: nothing created (8 steps planned)." in out
     assert world.created == []
 
     code, out, err = phiops(capsys, "resources", "ensure", "--yes")
@@ -131,7 +131,7 @@ def test_ensure_asks_first_and_stops_on_no(
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     code, _, err = phiops(capsys, "resources", "ensure")
     assert code == 130
-    assert "Create 8 resource(s) in Azure? [y/N]" in err
+    assert "Create 8 resources in Azure? [y/N]" in err
     assert world.created == []
 
 

@@ -19,6 +19,7 @@ import click
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 from core.errors import PhiopsError
+from core.text import plural
 
 HELP = "/new starts a new session, /session shows this one, /exit (or Ctrl+D) leaves."
 
@@ -164,7 +165,7 @@ def _stats(done: Any, session_id: str, route: Any) -> str:
     rate = f", ≈{done.tokens_per_s:.0f}/s" if done.tokens_per_s else ""
     return (
         f"session {session_id} · {route} · {done.latency_s:.2f} s · "
-        f"~{done.tokens} tokens{rate} (estimated)"
+        f"~{plural(done.tokens, 'token')}{rate} (estimated)"
     )
 
 

@@ -17,6 +17,7 @@ from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 from core.errors import PhiopsError
 from core.secrets import mask
+from core.text import plural
 
 STATE_STYLE = {
     "succeeded": "green",
@@ -246,7 +247,10 @@ def delete(
     what = (
         f"deployment {deployment} of endpoint {endpoint}"
         if deployment
-        else (f"endpoint {endpoint} with its {len(info.deployments)} deployment(s) and its keys")
+        else (
+            f"endpoint {endpoint} with its "
+            f"{plural(len(info.deployments), 'deployment')} and its keys"
+        )
     )
     if deployment and deployment not in {d.name for d in info.deployments}:
         raise PhiopsError(f"endpoint {endpoint} has no deployment named {deployment}")

@@ -12,6 +12,7 @@ from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
 from core.config import BACKENDS
 from core.errors import PhiopsError
+from core.text import plural
 
 ICONS = {
     FindingState.OK: "[green]✓[/]",
@@ -141,7 +142,9 @@ def ensure(app: AppContext, dry_run: bool, yes: bool, device_code: bool, as_json
             raise SystemExit(1)
         return
     if not (yes or as_json):
-        click.confirm(f"Create {len(plan.steps)} resource(s) in Azure?", abort=True, err=True)
+        click.confirm(
+            f"Create {plural(len(plan.steps), 'resource')} in Azure?", abort=True, err=True
+        )
 
     _apply(plan, quiet=as_json)
     with _status("checking again"):
@@ -200,6 +203,6 @@ def _show_plan(plan: Any) -> None:
 
 def _say_nothing_done(dry_run: bool, plan: Any) -> None:
     if dry_run:
-        console().print(f"\nDry run: nothing created ({len(plan.steps)} step(s) planned).")
+        console().print(f"\nDry run: nothing created ({plural(len(plan.steps), 'step')} planned).")
     else:
         console().print("\nNothing to create: everything code can create exists.")

@@ -28,7 +28,7 @@ from typing import Any
 from core.backend import JobInfo, JobSpec, JobStatus, LogLine, MetricPoint, Progress
 from core.config import Config
 from core.errors import ConfigError, NotFoundError, PhiopsError
-from core.local.jobs import TRAINER_DIR
+from core.jobcommon import TRAINER_DIR, metric_history, new_job_name
 from core.logfollow import split_lines
 
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:latest"
@@ -239,8 +239,6 @@ def existing_file(config: Config, value: str, what: str, setting: str) -> Path:
 
 def plan(config: Config, spec: JobSpec, name: str | None = None) -> AzurePlan:
     """The entities a submit would create, built offline (for `--dry-run` and `submit`)."""
-    from core.local.jobs import new_job_name
-
     environment = build_environment()
     gpus = GPUS_PER_NODE.get(config.compute_vm_size.lower(), 1)
     job = build_job(
@@ -587,8 +585,6 @@ class AzureJobs:
 
     def metrics(self, name: str) -> list[MetricPoint]:
         """The job's MLflow metrics: on Azure ML the run id is the job name."""
-        from core.local.tracking import metric_history
-
         with azure_errors(f"read the metrics of job {name}"):
             return metric_history(self._mlflow(), name)
 

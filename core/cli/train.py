@@ -147,7 +147,7 @@ def show_plan(app: AppContext, backend: str, spec: JobSpec, as_json: bool) -> No
         else:
             click.echo(planned.to_yaml(), nl=False)
         return
-    from core.local.jobs import FINE_TUNE
+    from core.jobcommon import FINE_TUNE
 
     data = {
         "backend": "local",

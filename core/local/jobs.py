@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -24,10 +23,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import core
 from core.backend import JobInfo, JobSpec, JobStatus, LogLine, MetricPoint, Progress
 from core.config import Config
 from core.errors import NotFoundError, PhiopsError
+from core.jobcommon import FINE_TUNE, new_job_name
 from core.jobevents import Event, read_events
 from core.local.job_runner import ACTIVE, DEFAULT_CANCEL_GRACE, settle, start_next
 from core.local.jobstore import (
@@ -38,24 +37,6 @@ from core.local.jobstore import (
     JobStore,
 )
 from core.logfollow import Line, LogReader, follow_batches
-
-TRAINER_DIR = Path(core.__file__).resolve().parent.parent / "trainer"
-FINE_TUNE = TRAINER_DIR / "fine_tune.py"
-
-
-def new_job_name() -> str:
-    """A fresh name from azure-ai-ml's generator, loaded without importing the SDK (~2 s)."""
-    import azure
-
-    for folder in azure.__path__:
-        source = Path(folder) / "ai" / "ml" / "entities" / "_job" / "job_name_generator.py"
-        if source.is_file():
-            spec = importlib.util.spec_from_file_location("_aml_job_name_generator", source)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module.generate_job_name()
-    raise PhiopsError("azure-ai-ml is not installed; reinstall phiops")
 
 
 def snapshot(source: Path, folder: Path) -> Path:
@@ -222,7 +203,8 @@ class LocalJobs:
         record = self._record(name)
         if not record.run_id:
             return []
-        from core.local.tracking import metric_history, mlflow_client
+        from core.jobcommon import metric_history
+        from core.local.tracking import mlflow_client
 
         return metric_history(mlflow_client(self.config.store_path), record.run_id)
 

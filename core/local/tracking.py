@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.backend import MetricPoint
-
 DB_FILENAME = "mlflow.db"
 ARTIFACTS_DIRNAME = "mlartifacts"
 JOB_TAG = "phiops.job"
@@ -56,14 +54,3 @@ def close_run(store: Path, run_id: str, status: str) -> None:
     client = mlflow_client(store)
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, status=status)
-
-
-def metric_history(client: Any, run_id: str, keys: list[str] | None = None) -> list[MetricPoint]:
-    """Every logged value of the run's metrics (all of them unless `keys`), by key and step."""
-    names = keys if keys is not None else sorted(client.get_run(run_id).data.metrics)
-    points = [
-        MetricPoint(key, int(m.step), float(m.value), m.timestamp / 1000.0)
-        for key in names
-        for m in client.get_metric_history(run_id, key)
-    ]
-    return sorted(points, key=lambda point: (point.key, point.step, point.timestamp))

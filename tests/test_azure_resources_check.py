@@ -1,5 +1,5 @@
-"""`check_resources` against the stand-in Azure: every finding ok / missing / wrong, with
-its message and fix."""
+"""`check_resources` against the fake Azure (the SDKs' own HTTP calls, answered as the REST
+spec says): every finding ok / missing / wrong, with its message and fix."""
 
 from __future__ import annotations
 
@@ -152,9 +152,9 @@ def test_workspace_without_registry_and_a_deleted_storage_account(config: Config
     world = AzureWorld()
     world.add_group("phi3-rg")
     workspace = world.add_workspace("phi3-rg", "phi3-ws", registry=False, insights=False)
-    del world.resources[workspace.storage_account.lower()]
+    world.delete(workspace["properties"]["storageAccount"])
     identity = world.add_identity("phi3-rg", "phi3-identity")
-    config.identity_client_id = identity.client_id
+    config.identity_client_id = identity["properties"]["clientId"]
     findings = check(world, config)
     assert findings["container registry"].state == MISSING
     assert "AcrPull cannot be granted until it has one" in findings["container registry"].detail
@@ -202,15 +202,11 @@ def test_identity_client_id_empty_or_different(world: AzureWorld, config: Config
 
 def test_missing_role_assignment_gives_the_az_command(world: AzureWorld, config: Config) -> None:
     acr_pull = ROLE_NEEDS[2]
-    world.role_assignments = [
-        item
-        for item in world.role_assignments
-        if acr_pull.definition_guid not in item.role_definition_id
-    ]
+    world.revoke(acr_pull.definition_guid)
     findings = check(world, config)
     finding = findings["role AcrPull"]
-    registry = world.workspaces[SUBSCRIPTION, "phi3-rg", "phi3-ws"].container_registry
-    principal = world.identities[SUBSCRIPTION, "phi3-rg", "phi3-identity"].principal_id
+    registry = world.workspace()["properties"]["containerRegistry"]
+    principal = world.identity()["properties"]["principalId"]
     assert finding.state == MISSING and finding.required
     assert finding.detail == "phi3-identity lacks AcrPull on container registry phi3wsacr1234"
     assert finding.fix == (
@@ -224,12 +220,8 @@ def test_missing_role_assignment_gives_the_az_command(world: AzureWorld, config:
 
 def test_inherited_role_counts(world: AzureWorld, config: Config) -> None:
     contributor = ROLE_NEEDS[0]
-    principal = world.identities[SUBSCRIPTION, "phi3-rg", "phi3-identity"].principal_id
-    world.role_assignments = [
-        item
-        for item in world.role_assignments
-        if contributor.definition_guid not in item.role_definition_id
-    ]
+    principal = world.identity()["properties"]["principalId"]
+    world.revoke(contributor.definition_guid)
     world.grant(f"/subscriptions/{SUBSCRIPTION}", contributor.definition_guid, principal)
     finding = check(world, config)["role Contributor"]
     assert finding.state == OK
@@ -273,7 +265,7 @@ def test_vm_size_not_offered(world: AzureWorld, config: Config) -> None:
     assert "its VM size is Standard_NC24ads_A100_v4, not compute_vm_size" in (
         findings["compute cluster"].detail
     )
-    del world.computes[SUBSCRIPTION, "phi3-rg", "phi3-ws", "gpu-cluster"]
+    world.delete(world.compute()["id"])
     quota = check(world, config)["VM quota"]
     assert quota.state == WRONG
     assert "Standard_ND96amsr_A100_v4 is not offered" in quota.detail
@@ -282,12 +274,8 @@ def test_vm_size_not_offered(world: AzureWorld, config: Config) -> None:
 def test_compute_missing_is_optional_and_others_are_listed(
     world: AzureWorld, config: Config
 ) -> None:
-    from azure.ai.ml.entities import AmlCompute
-
-    del world.computes[SUBSCRIPTION, "phi3-rg", "phi3-ws", "gpu-cluster"]
-    world.add_compute(
-        SUBSCRIPTION, "phi3-rg", "phi3-ws", AmlCompute(name="cpu", size=CPU_SIZE, max_instances=2)
-    )
+    world.delete(world.compute()["id"])
+    world.add_compute("cpu", CPU_SIZE, max_nodes=2)
     findings = check(world, config)
     finding = findings["compute cluster"]
     assert finding.state == MISSING and not finding.required
@@ -299,11 +287,7 @@ def test_compute_missing_is_optional_and_others_are_listed(
 
 
 def test_compute_without_the_identity(world: AzureWorld, config: Config) -> None:
-    from azure.ai.ml.entities import AmlCompute
-
-    world.add_compute(
-        SUBSCRIPTION, "phi3-rg", "phi3-ws", AmlCompute(name="gpu-cluster", size=GPU_SIZE)
-    )
+    world.add_compute("gpu-cluster", GPU_SIZE)
     finding = check(world, config)["compute cluster"]
     assert finding.state == WRONG
     assert finding.detail == "gpu-cluster: identity phi3-identity is not attached"

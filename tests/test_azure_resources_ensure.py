@@ -1,4 +1,5 @@
-"""`ensure` against the stand-in Azure: the plan, what it creates (with the SDKs' models),
+"""`ensure` against the fake Azure at the HTTP transport: the plan, what it creates (the
+SDKs' own requests, the workspace through the ARM template deployment the SDK sends),
 idempotence, --dry-run, and what it never does (change what exists, grant quota)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from core.azure.resources import check_resources, needs_attention
 from core.backend import FindingState
 from core.config import Config, load_config, write_config_values
 from core.errors import PhiopsError
+from tests.azure_fake.transport import AzureError
 from tests.azure_standins import GPU_FAMILY, GPU_SIZE, SUBSCRIPTION, AzureWorld, provision
 
 SETTINGS = {
@@ -35,6 +37,14 @@ def config(tmp_path: Path) -> Config:
     return load_config(path, env={})
 
 
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> AzureWorld:
+    """An empty Azure; the SDK's own clients (the workspace's template deployment) meet it too."""
+    made = AzureWorld()
+    made.patch(monkeypatch)
+    return made
+
+
 def registry_id(config: Config) -> str:
     return (
         f"/subscriptions/{SUBSCRIPTION}/resourceGroups/phi3-rg/providers/"
@@ -42,8 +52,7 @@ def registry_id(config: Config) -> str:
     )
 
 
-def test_ensure_from_nothing_creates_everything_in_order(config: Config) -> None:
-    world = AzureWorld()
+def test_ensure_from_nothing_creates_everything_in_order(config: Config, world: AzureWorld) -> None:
     messages: list[str] = []
     report = ensure_resources(config, world.clients(config), progress=messages.append)
     kinds = [kind for kind, _ in world.created]
@@ -65,30 +74,31 @@ def test_ensure_from_nothing_creates_everything_in_order(config: Config) -> None
     assert set(states.values()) == {FindingState.OK}, states
     assert report.to_dict()["ok"] is True
     # the identity's client id went into phiops.toml
-    identity = world.identities[SUBSCRIPTION, "phi3-rg", "phi3-identity"]
-    assert load_config(config.path, env={}).identity_client_id == identity.client_id
+    identity = world.identity()
+    client_id, principal = identity["properties"]["clientId"], identity["properties"]["principalId"]
+    assert load_config(config.path, env={}).identity_client_id == client_id
     # the roles are the three of the seed, at their scopes, for the identity
-    workspace = world.workspaces[SUBSCRIPTION, "phi3-rg", "phi3-ws"]
-    assert workspace.container_registry == registry_id(config)
+    workspace = world.workspace()["properties"]
+    assert workspace["containerRegistry"] == registry_id(config)
     granted = {
-        (item.role_definition_id.rsplit("/", 1)[-1], item.scope) for item in world.role_assignments
+        (item["properties"]["roleDefinitionId"].rsplit("/", 1)[-1], item["properties"]["scope"])
+        for item in world.role_assignments
     }
     assert granted == {
         (ROLE_NEEDS[0].definition_guid, f"/subscriptions/{SUBSCRIPTION}/resourceGroups/phi3-rg"),
-        (ROLE_NEEDS[1].definition_guid, workspace.storage_account),
+        (ROLE_NEEDS[1].definition_guid, workspace["storageAccount"]),
         (ROLE_NEEDS[2].definition_guid, registry_id(config)),
     }
-    assert {item.principal_id for item in world.role_assignments} == {identity.principal_id}
-    # the cluster: min 0 nodes, max from config, scale-down, the identity attached
-    cluster = world.computes[SUBSCRIPTION, "phi3-rg", "phi3-ws", "gpu-cluster"]
-    assert (cluster.min_instances, cluster.max_instances) == (0, 2)
-    assert cluster.idle_time_before_scale_down == 1800
-    attached = [item.resource_id for item in cluster.identity.user_assigned_identities]
-    assert attached == [identity.id]
+    assert {item["properties"]["principalId"] for item in world.role_assignments} == {principal}
+    # the cluster: min 0 nodes, max from config, scale-down, the identity attached (as sent)
+    cluster = world.compute()
+    scale = cluster["properties"]["properties"]["scaleSettings"]
+    assert (scale["minNodeCount"], scale["maxNodeCount"]) == (0, 2)
+    assert scale["nodeIdleTimeBeforeScaleDown"] == "PT30M"
+    assert list(cluster["identity"]["userAssignedIdentities"]) == [identity["id"]]
 
 
-def test_ensure_twice_creates_nothing_the_second_time(config: Config) -> None:
-    world = AzureWorld()
+def test_ensure_twice_creates_nothing_the_second_time(config: Config, world: AzureWorld) -> None:
     ensure_resources(config, world.clients(config))
     created = list(world.created)
     second = ensure_resources(config, world.clients(config))
@@ -96,8 +106,7 @@ def test_ensure_twice_creates_nothing_the_second_time(config: Config) -> None:
     assert world.created == created
 
 
-def test_dry_run_creates_nothing(config: Config) -> None:
-    world = AzureWorld()
+def test_dry_run_creates_nothing(config: Config, world: AzureWorld) -> None:
     world.add_group("phi3-rg")
     report = ensure_resources(config, world.clients(config), dry_run=True)
     assert world.created == []
@@ -109,15 +118,11 @@ def test_dry_run_creates_nothing(config: Config) -> None:
     assert load_config(config.path, env={}).identity_client_id == ""  # not even the file
 
 
-def test_only_the_missing_role_is_planned(config: Config) -> None:
-    world = provision(AzureWorld(), config)
+def test_only_the_missing_role_is_planned(config: Config, world: AzureWorld) -> None:
+    provision(world, config)
     write_config_values(config.path, {**SETTINGS, "identity_client_id": config.identity_client_id})
     config = load_config(config.path, env={})
-    world.role_assignments = [
-        item
-        for item in world.role_assignments
-        if ROLE_NEEDS[1].definition_guid not in item.role_definition_id
-    ]
+    world.revoke(ROLE_NEEDS[1].definition_guid)
     plan = plan_resources(config, world.clients(config))
     assert [step.fixes for step in plan.steps] == ["role Storage Blob Data Reader"]
     assert plan.manual == []
@@ -126,27 +131,27 @@ def test_only_the_missing_role_is_planned(config: Config) -> None:
     assert not needs_attention(check_resources(config, world.clients(config)))
 
 
-def test_quota_and_wrong_things_are_explained_not_changed(config: Config) -> None:
-    from azure.ai.ml.entities import AmlCompute
-
-    world = provision(AzureWorld(), config)
+def test_quota_and_wrong_things_are_explained_not_changed(
+    config: Config, world: AzureWorld
+) -> None:
+    provision(world, config)
     write_config_values(config.path, {**SETTINGS, "identity_client_id": config.identity_client_id})
     config = load_config(config.path, env={})
     world.quota[GPU_FAMILY] = (0, 0)
-    bare = AmlCompute(name="gpu-cluster", size=GPU_SIZE, max_instances=1)  # no identity
-    world.add_compute(SUBSCRIPTION, "phi3-rg", "phi3-ws", bare)
+    world.add_compute("gpu-cluster", GPU_SIZE, max_nodes=1)  # no identity
     report = ensure_resources(config, world.clients(config))
     assert report.plan.steps == [] and world.created == []
     manual = {item.name: item for item in report.plan.manual}
     assert set(manual) == {"compute cluster", "VM quota"}
     assert manual["VM quota"].fix.startswith("quota is granted by Azure support, not by code")
     assert manual["compute cluster"].fix.startswith("az ml compute update --name gpu-cluster")
-    assert world.computes[SUBSCRIPTION, "phi3-rg", "phi3-ws", "gpu-cluster"].identity is None
+    assert world.compute()["identity"] == {"type": "None"}
     assert needs_attention(report.findings)
 
 
-def test_registry_of_an_existing_workspace_is_not_attached_by_code(config: Config) -> None:
-    world = AzureWorld()
+def test_registry_of_an_existing_workspace_is_not_attached_by_code(
+    config: Config, world: AzureWorld
+) -> None:
     world.add_group("phi3-rg")
     world.add_workspace("phi3-rg", "phi3-ws", registry=False)
     plan = plan_resources(config, world.clients(config))
@@ -157,22 +162,14 @@ def test_registry_of_an_existing_workspace_is_not_attached_by_code(config: Confi
     assert manual["container registry"].state == FindingState.MISSING
     plan.apply()
     assert ("workspace", "phi3-ws") not in world.created
-    assert world.workspaces[SUBSCRIPTION, "phi3-rg", "phi3-ws"].container_registry is None
+    assert "containerRegistry" not in world.workspace()["properties"]
 
 
-def test_a_retry_after_a_failure_reuses_what_was_made(config: Config) -> None:
-    world = AzureWorld()
-    clients = world.clients(config)
-    plan = plan_resources(config, clients)
-    original = clients.ml_client.workspaces.begin_create
-
-    def fail_once(workspace, **kwargs):
-        from azure.core.exceptions import HttpResponseError
-
-        clients.ml_client.workspaces.begin_create = original
-        raise HttpResponseError("(QuotaExceeded) workspaces per region")
-
-    clients.ml_client.workspaces.begin_create = fail_once
+def test_a_retry_after_a_failure_reuses_what_was_made(config: Config, world: AzureWorld) -> None:
+    plan = plan_resources(config, world.clients(config))
+    world.failures["deployments.create_or_update"] = [
+        AzureError(400, "QuotaExceeded", "Maximum number of workspaces per region reached.")
+    ]
     with pytest.raises(
         PhiopsError, match=r"Azure refused to create workspace phi3-ws \(.*QuotaExceeded"
     ):
@@ -183,18 +180,16 @@ def test_a_retry_after_a_failure_reuses_what_was_made(config: Config) -> None:
     assert [kind for kind, _ in world.created].count("resource group") == 1
 
 
-def test_a_wrong_subscription_plans_nothing(config: Config) -> None:
+def test_a_wrong_subscription_plans_nothing(config: Config, world: AzureWorld) -> None:
     config.subscription_id = "99999999-8888-7777-6666-555555555555"
-    world = AzureWorld()
     plan = plan_resources(config, world.clients(config))
     assert plan.steps == []
     assert plan.manual[0].name == "subscription" and plan.manual[0].state == FindingState.WRONG
 
 
-def test_settings_left_empty_are_not_invented(config: Config) -> None:
+def test_settings_left_empty_are_not_invented(config: Config, world: AzureWorld) -> None:
     config.workspace = ""
     config.identity_name = ""
-    world = AzureWorld()
     plan = plan_resources(config, world.clients(config))
     assert [step.fixes for step in plan.steps] == ["resource group"]
     manual = {item.name: item for item in plan.manual}

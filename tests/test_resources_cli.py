@@ -113,8 +113,8 @@ def test_ensure_dry_run_then_yes_then_again(world: AzureWorld, project: Path, ca
     assert code == 0, err
     assert "Done:\n  ✓ create resource group phi3-rg in eastus2\n" in out
     assert len(world.created) == 8
-    identity = world.identities[SUBSCRIPTION, "phi3-rg", "phi3-identity"]
-    assert load_config(project / "phiops.toml").identity_client_id == identity.client_id
+    client_id = world.identity()["properties"]["clientId"]
+    assert load_config(project / "phiops.toml").identity_client_id == client_id
 
     code, out, err = phiops(capsys, "resources", "ensure", "--json")
     assert code == 0, err
@@ -175,7 +175,7 @@ def test_config_init_from_azure_fills_the_ids(
     )
     assert (config.identity_name, config.identity_client_id) == (
         "phi3-identity",
-        identity.client_id,
+        identity["properties"]["clientId"],
     )
 
 

@@ -1,9 +1,10 @@
 """The credential and SDK clients the Azure parts share, built lazily and without network.
 
 `MLClient(...)` and the management clients make no call when constructed, so a command
-only signs in when it first talks to Azure. Tests pass stand-ins through `overrides`
-(keyword arguments named like the properties below: `credential`, `ml_client`,
-`subscription_client`, `resource_client`, `authorization_client`, `msi_client`).
+only signs in when it first talks to Azure. Tests hand every client the same HTTP
+`transport` (azure-core's, so the SDKs' own request building, polling and deserialization
+run against it) and a `credential`; `overrides` may replace a whole client (keyword
+arguments named like the properties below).
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from core.errors import ConfigError
 class AzureClients:
     """One credential and the clients built on it, for one phiops.toml."""
 
-    def __init__(self, config: Config, **overrides: Any) -> None:
+    def __init__(self, config: Config, *, transport: Any = None, **overrides: Any) -> None:
         self.config = config
+        self._transport = transport
         self._overrides = overrides
         self.__dict__.update(overrides)  # cached_property reads instance attributes first
+
+    @property
+    def _options(self) -> dict[str, Any]:
+        """Keyword arguments every SDK client takes: the HTTP transport, when one is given."""
+        return {"transport": self._transport} if self._transport is not None else {}
 
     def require(self, *keys: str) -> None:
         """Stop with one sentence when a setting Azure needs is empty."""
@@ -36,7 +43,8 @@ class AzureClients:
     def for_subscription(self, subscription_id: str) -> AzureClients:
         """The same sign-in (and stand-ins) aimed at another subscription, for discovery."""
         config = dataclasses.replace(self.config, subscription_id=subscription_id)
-        return type(self)(config, **{**self._overrides, "credential": self.credential})
+        overrides = {**self._overrides, "credential": self.credential}
+        return type(self)(config, transport=self._transport, **overrides)
 
     @cached_property
     def credential(self) -> Any:
@@ -60,6 +68,7 @@ class AzureClients:
             subscription_id=self.config.subscription_id,
             resource_group_name=self.config.resource_group,
             workspace_name=self.config.workspace,
+            **self._options,
         )
 
     @cached_property
@@ -67,7 +76,7 @@ class AzureClients:
         """Subscriptions the credential can see; not tied to one subscription."""
         from azure.mgmt.resource.subscriptions import SubscriptionClient
 
-        return SubscriptionClient(self.credential)
+        return SubscriptionClient(self.credential, **self._options)
 
     @cached_property
     def resource_client(self) -> Any:
@@ -75,7 +84,9 @@ class AzureClients:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
         self.require("subscription_id")
-        return ResourceManagementClient(self.credential, self.config.subscription_id)
+        return ResourceManagementClient(
+            self.credential, self.config.subscription_id, **self._options
+        )
 
     @cached_property
     def authorization_client(self) -> Any:
@@ -83,7 +94,9 @@ class AzureClients:
         from azure.mgmt.authorization import AuthorizationManagementClient
 
         self.require("subscription_id")
-        return AuthorizationManagementClient(self.credential, self.config.subscription_id)
+        return AuthorizationManagementClient(
+            self.credential, self.config.subscription_id, **self._options
+        )
 
     @cached_property
     def msi_client(self) -> Any:
@@ -91,4 +104,6 @@ class AzureClients:
         from azure.mgmt.msi import ManagedServiceIdentityClient
 
         self.require("subscription_id")
-        return ManagedServiceIdentityClient(self.credential, self.config.subscription_id)
+        return ManagedServiceIdentityClient(
+            self.credential, self.config.subscription_id, **self._options
+        )

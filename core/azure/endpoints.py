@@ -351,7 +351,7 @@ class AzureEndpoints:
 
     def _check_quota(self, say: Progress) -> None:
         """Stop before Azure queues a deployment the quota cannot hold; unknown → go on."""
-        from core.azure.jobs import vm_quota
+        from core.azure.quota import vm_quota
 
         size, count = self.config.deployment_instance_type, self.config.deployment_instance_count
         say(f"checking the quota for {count} x {size}")

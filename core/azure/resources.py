@@ -552,7 +552,7 @@ class Checker:
         )
 
     def quota(self) -> None:
-        from core.azure.jobs import vm_quota
+        from core.azure.quota import vm_quota
 
         config, add = self.config, self.survey.add
         if not (config.resource_group and config.workspace):

@@ -293,3 +293,20 @@ def test_compute_without_the_identity(world: AzureWorld, config: Config) -> None
     assert finding.detail == "gpu-cluster: identity phi3-identity is not attached"
     assert finding.fix.startswith("az ml compute update --name gpu-cluster")
     assert f"--user-assigned-identities {config.identity_resource_id}" in finding.fix
+
+
+@pytest.mark.parametrize("names", ["spec", "family"])
+def test_quota_is_read_whichever_way_the_service_names_the_family(
+    world: AzureWorld, config: Config, names: str
+) -> None:
+    """The REST spec's example names a family's usage in words ("Standard NCADSA100v4
+    Family Cluster Dedicated vCPUs"), the service also by the family itself; the size's
+    vCPUs come back under the REST key `vCPUs`. Low-priority usage of the same family
+    (limit -1) must not be taken for it."""
+    world.usage_names = names
+    world.quota[GPU_FAMILY] = (72, 96)
+    finding = check(world, config)["VM quota"]
+    assert finding.state == OK
+    assert (
+        finding.detail == f"{GPU_FAMILY} in eastus2: 72 of 96 vCPUs used; 1 x {GPU_SIZE} needs 24"
+    )

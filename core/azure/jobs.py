@@ -465,9 +465,12 @@ class AzureJobs:
         size = existing.size if existing is not None else compute.size
         with azure_errors("read the VM quota"):
             quota = vm_quota(ml, size, self.config.location)
-        already_allocated = existing is not None and (existing.min_instances or 0) >= nodes
-        if not already_allocated:
-            check_quota(quota, size, nodes)
+            allocated = 0
+            if existing is not None:
+                allocated = max(
+                    len(list(ml.compute.list_nodes(compute.name))), existing.min_instances or 0
+                )
+        check_quota(quota, size, nodes, allocated)
         if existing is None:
             with azure_errors(f"create compute {compute.name}"):
                 ml.compute.begin_create_or_update(compute).result()

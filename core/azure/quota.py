@@ -7,6 +7,7 @@ the resources check.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ class Quota:
 
 
 def vm_quota(ml_client: Any, vm_size: str, location: str | None) -> Quota:
-    """The vCPU quota of `vm_size`'s family in the workspace's region."""
+    """The vCPU quota of `vm_size`'s family in the workspace's region (dedicated tier)."""
     location = location or None
     sizes = {size.name.lower(): size for size in ml_client.compute.list_sizes(location=location)}
     size = sizes.get(vm_size.lower())
@@ -38,40 +39,69 @@ def vm_quota(ml_client: Any, vm_size: str, location: str | None) -> Quota:
             f"{location or 'the workspace region'}; set compute_vm_size to one that is"
         )
     family = size.family or ""
-    for usage in ml_client.compute.list_usage(location=location):
-        if _usage_name(usage).lower() == family.lower():
-            return Quota(
-                family,
-                _usage_current(usage),
-                int(usage.limit or 0),
-                int(size.v_cp_us or 0),
-                int(size.gpus or 0),
-            )
-    raise PhiopsError(f"Azure reports no quota for VM family {family} ({vm_size}); {QUOTA_HELP}")
+    usages = [u for u in ml_client.compute.list_usage(location=location) if _names(u, family)]
+    usages.sort(key=lambda usage: "vmfamily" not in str(_field(usage, "type")).lower())
+    if not usages:
+        raise PhiopsError(
+            f"Azure reports no quota for VM family {family} ({vm_size}); {QUOTA_HELP}"
+        )
+    usage = usages[0]  # the subscription's (vmFamily/usages) before a workspace's share
+    return Quota(
+        family,
+        int(_field(usage, "current_value", "currentValue") or 0),
+        int(_field(usage, "limit") or 0),
+        int(_field(size, "v_cp_us", "vCPUs") or 0),
+        int(_field(size, "gpus") or 0),
+    )
 
 
-def _usage_current(usage: Any) -> int:
-    """azure-ai-ml 1.35's `Usage._from_rest_object` copies the REST dict, so the count
-    lands in `currentValue` and `current_value` stays None."""
-    value = usage.current_value
-    if value is None:
-        value = getattr(usage, "currentValue", None)
-    return int(value or 0)
+def _field(entity: Any, *names: str) -> Any:
+    """azure-ai-ml 1.35's `VmSize`/`Usage._from_rest_object` copy the REST model's dict onto
+    the entity, so values sit under the REST names (`vCPUs`, `currentValue`) while the
+    documented attributes (`v_cp_us`, `current_value`) stay None; read either."""
+    for name in names:
+        value = getattr(entity, name, None)
+        if value is not None:
+            return value
+    return None
 
 
-def _usage_name(usage: Any) -> str:
+def _family_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _names(usage: Any, family: str) -> bool:
+    """Whether `usage` counts the dedicated vCPUs of `family`. The service names a family's
+    usage by the family itself (`standardNCADSA100v4Family`) or in words (`Standard
+    NCADSA100v4 Family Cluster Dedicated vCPUs`, as the REST spec's example does)."""
     name = usage.name  # a UsageName, or the dict Usage._from_rest_object leaves
-    if isinstance(name, dict):
-        return str(name.get("value") or "")
-    return str(getattr(name, "value", "") or "")
+    values = (
+        [name.get("value"), name.get("localizedValue")]
+        if isinstance(name, dict)
+        else [
+            getattr(name, "value", None),
+            getattr(name, "localized_value", None),
+        ]
+    )
+    want = _family_key(family)
+    for value in values:
+        key = _family_key(str(value or ""))
+        if "lowpriority" in key:
+            return False
+        if key.removesuffix("clusterdedicatedvcpus") == want:
+            return True
+    return False
 
 
-def check_quota(quota: Quota, vm_size: str, nodes: int) -> None:
-    """Stop before creating or scaling a cluster that the quota would leave empty."""
-    needed = quota.vcpus_per_node * nodes
+def check_quota(quota: Quota, vm_size: str, nodes: int, allocated: int = 0) -> None:
+    """Stop before creating or scaling a cluster that the quota would leave empty. Nodes the
+    cluster holds now (`allocated`: idle ones wait out the scale-down delay) are counted in
+    `used` already and serve the job, so only the nodes beyond them need free quota."""
+    needed = quota.vcpus_per_node * max(0, nodes - allocated)
     free = quota.limit - quota.used
     if needed > free:
+        holds = f" (the cluster holds {allocated} node(s) now)" if allocated else ""
         raise PhiopsError(
-            f"not enough quota for {nodes} x {vm_size}: VM family {quota.family} uses "
-            f"{quota.used} of {quota.limit} vCPUs and the job needs {needed}; {QUOTA_HELP}"
+            f"not enough quota for {nodes} x {vm_size}{holds}: VM family {quota.family} uses "
+            f"{quota.used} of {quota.limit} vCPUs and the job needs {needed} more; {QUOTA_HELP}"
         )

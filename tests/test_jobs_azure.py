@@ -1,5 +1,6 @@
-"""Azure ML jobs without a network: real SDK entities, and orchestration against stand-ins
-for MLClient's operations, blob storage (SAS URLs) and the workspace's MLflow server."""
+"""Azure ML jobs without a network: the real SDK's entities and calls, against the fake Azure
+at the HTTP transport (tests/azure_standins.py): environments, the cluster and its quota,
+the job's code and data uploaded to blob storage, run history, the workspace's MLflow."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import io
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,10 +18,13 @@ from core.azure.jobs import AzureJobs, AzureLogStream, plan
 from core.backend import JobSpec, JobStatus
 from core.config import Config
 from core.errors import PhiopsError
+from tests.azure_fake.mlflow_rest import MlflowRuns
+from tests.azure_fake.transport import AzureError
+from tests.azure_standins import GPU_FAMILY, GPU_SIZE, SUBSCRIPTION, AzureWorld, provision
 from tests.helpers import run_phiops
 
-VM = "Standard_NC24s_v3"
-FAMILY = "standardNCSv3Family"
+VM = GPU_SIZE  # Standard_NC24ads_A100_v4: 24 vCPUs, one A100
+FAMILY = GPU_FAMILY
 STD_LOG = "user_logs/std_log.txt"
 
 
@@ -34,9 +37,10 @@ def config(project: Path) -> Config:
         path=project / "phiops.toml",
         train_data_path="data/train.jsonl",
         test_data_path="data/test.jsonl",
-        subscription_id="00000000-0000-0000-0000-000000000000",
-        resource_group="rg",
-        workspace="ws",
+        subscription_id=SUBSCRIPTION,
+        resource_group="phi3-rg",
+        workspace="phi3-ws",
+        location="eastus2",
         identity_name="phi3-identity",
         compute_name="gpu-cluster",
         compute_vm_size=VM,
@@ -56,143 +60,6 @@ def spec(config: Config, **changes: Any) -> JobSpec:
     return JobSpec(**{**values, **changes})
 
 
-# -- stand-ins for MLClient's operations ----------------------------------------------------
-
-
-class Poller:
-    def __init__(self, value: Any = None) -> None:
-        self.value = value
-
-    def result(self) -> Any:
-        return self.value
-
-
-def not_found(what: str) -> Exception:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    return ResourceNotFoundError(f"{what} not found")
-
-
-class Environments:
-    def __init__(self) -> None:
-        self.stored: dict[tuple[str, str], Any] = {}
-        self.created: list[Any] = []
-
-    def get(self, name: str, version: str) -> Any:
-        if (name, version) not in self.stored:
-            raise not_found(f"environment {name}:{version}")
-        return self.stored[name, version]
-
-    def create_or_update(self, environment: Any) -> Any:
-        self.created.append(environment)
-        self.stored[environment.name, environment.version] = environment
-        return environment
-
-
-class Compute:
-    def __init__(self, limit: int, used: int = 0) -> None:
-        self.clusters: dict[str, Any] = {}
-        self.created: list[Any] = []
-        self.limit, self.used = limit, used
-
-    def get(self, name: str) -> Any:
-        if name not in self.clusters:
-            raise not_found(f"compute {name}")
-        return self.clusters[name]
-
-    def begin_create_or_update(self, compute: Any) -> Poller:
-        self.created.append(compute)
-        self.clusters[compute.name] = compute
-        return Poller(compute)
-
-    def list_sizes(self, location: str | None = None) -> list[Any]:
-        from azure.ai.ml.entities import VmSize
-
-        return [
-            VmSize(name="Standard_NC24ads_A100_v4", family="standardNCADSA100v4Family", v_cp_us=24),
-            VmSize(name=VM, family=FAMILY, v_cp_us=24, gpus=4),
-        ]
-
-    def list_usage(self, location: str | None = None) -> list[Any]:
-        # As the SDK builds them: from the REST model, which leaves `name` a dict.
-        from azure.ai.ml._restclient.arm_ml_service.models import Usage as RestUsage
-        from azure.ai.ml._restclient.arm_ml_service.models import UsageName
-        from azure.ai.ml.entities import Usage
-
-        rest = RestUsage(name=UsageName(value=FAMILY), current_value=self.used, limit=self.limit)
-        total = RestUsage(name=UsageName(value="TotalCores"), current_value=0, limit=1000)
-        return [Usage._from_rest_object(item) for item in (total, rest)]
-
-
-class Runs:
-    """`jobs._runs_operations`: run details as the service answers them, one per poll."""
-
-    def __init__(self) -> None:
-        self.answers: list[Any] = []
-        self.polls = 0
-
-    def get_run_details(self, name: str) -> Any:
-        self.polls += 1
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer() if callable(answer) else answer
-
-
-class Jobs:
-    def __init__(self) -> None:
-        self.submitted: dict[str, Any] = {}
-        self.canceled: list[str] = []
-        self._runs_operations = Runs()
-
-    def create_or_update(self, job: Any) -> Any:
-        from azure.ai.ml.entities import CommandJob
-
-        assert isinstance(job, CommandJob)
-        job._status = "Starting"
-        self.submitted[job.name] = job
-        return job
-
-    def get(self, name: str) -> Any:
-        if name not in self.submitted:
-            raise not_found(f"job {name}")
-        return self.submitted[name]
-
-    def list(self) -> list[Any]:
-        return list(self.submitted.values())
-
-    def begin_cancel(self, name: str) -> Poller:
-        self.canceled.append(name)
-        self.submitted[name]._status = "Canceled"
-        return Poller()
-
-
-class StandInMLClient:
-    def __init__(self, limit: int = 96, used: int = 0) -> None:
-        self.environments = Environments()
-        self.compute = Compute(limit, used)
-        self.jobs = Jobs()
-        self.workspaces = SimpleNamespace(
-            get=lambda name: SimpleNamespace(
-                mlflow_tracking_uri=f"azureml://eastus2.api.azureml.ms/mlflow/v1.0/ws/{name}"
-            )
-        )
-
-
-def azure(config: Config, ml_client: StandInMLClient, **kwargs: Any) -> AzureJobs:
-    from core.azure.client import AzureClients
-
-    return AzureJobs(config, AzureClients(config, ml_client=ml_client), **kwargs)
-
-
-def run_details(status: str, logs: dict[str, str], error: str = "") -> Any:
-    from azure.ai.ml._restclient.runhistory.models import RootError, RunDetails
-    from azure.ai.ml._restclient.runhistory.models import RunHistoryErrorResponse as ErrorResponse
-
-    failure = ErrorResponse(error=RootError(code="UserError", message=error)) if error else None
-    return RunDetails(status=status, log_files=logs, error=failure)
-
-
 # -- the entities ---------------------------------------------------------------------------
 
 
@@ -203,6 +70,7 @@ def split_documents(text: str) -> dict[str, str]:
 def test_planned_entities_round_trip_through_the_sdk_schemas(config: Config) -> None:
     from azure.ai.ml import load_compute, load_environment, load_job
 
+    config.compute_vm_size = "Standard_NC96ads_A100_v4"  # four A100s a node
     planned = plan(config, spec(config, instance_count=2), name="quiet_lamp_x1y2z3")
     documents = split_documents(planned.to_yaml())
     assert list(documents) == ["job", "environment", "compute"]
@@ -224,7 +92,7 @@ def test_planned_entities_round_trip_through_the_sdk_schemas(config: Config) -> 
     assert job.command.endswith("--epochs 1 --lora")
     assert job.resources.instance_count == 2
     assert job.distribution.type == "pytorch"
-    assert job.distribution.process_count_per_instance == 4  # NC24s_v3 has 4 GPUs
+    assert job.distribution.process_count_per_instance == 4  # NC96ads_A100_v4 has 4 GPUs
     assert job.compute == "gpu-cluster"
     environment = planned.environment
     assert planned.job.environment == f"azureml:{environment.name}:{environment.version}"
@@ -237,15 +105,18 @@ def test_planned_entities_round_trip_through_the_sdk_schemas(config: Config) -> 
     assert loaded_env._to_dict() == environment._to_dict()
 
     compute = load_compute(io.StringIO(documents["compute"]))
-    assert (compute.type, compute.size, compute.min_instances) == ("amlcompute", VM, 0)
+    assert (compute.type, compute.size, compute.min_instances) == (
+        "amlcompute",
+        "Standard_NC96ads_A100_v4",
+        0,
+    )
     assert compute.max_instances == 2
     assert config.identity_name in compute.identity.user_assigned_identities[0].resource_id
     assert compute._to_dict() == planned.compute._to_dict()
 
 
 def test_a_local_base_model_folder_becomes_an_input(config: Config, project: Path) -> None:
-    (project / "tiny-model").mkdir()
-    config.compute_vm_size = "Standard_NC24ads_A100_v4"  # one GPU a node
+    (project / "tiny-model").mkdir()  # compute_vm_size has one GPU a node
     planned = plan(config, spec(config, base_model="tiny-model"), name="job_1")
     assert planned.job.inputs["base_model"].type == "uri_folder"
     assert "--base-model ${{inputs.base_model}}" in planned.job.command
@@ -281,55 +152,91 @@ def test_dry_run_prints_yaml_the_sdk_loads_without_contacting_azure(config: Conf
     assert json.loads(as_json.stdout)["compute"]["size"] == VM
 
 
-# -- orchestration ----------------------------------------------------------------------------
+# -- orchestration against the fake Azure ----------------------------------------------------
 
 
-def test_submit_creates_environment_and_compute_once_then_reuses_them(config: Config) -> None:
-    ml = StandInMLClient()
+@pytest.fixture
+def world(config: Config, monkeypatch: pytest.MonkeyPatch) -> AzureWorld:
+    """A provisioned workspace without the cluster; the SDK's blob uploads meet it too."""
+    made = provision(AzureWorld(), config)
+    made.delete(made.compute()["id"])
+    made.patch(monkeypatch)
+    return made
+
+
+def azure(config: Config, world: AzureWorld, **kwargs: Any) -> AzureJobs:
+    return AzureJobs(config, world.clients(config), **kwargs)
+
+
+def test_submit_creates_environment_and_compute_once_then_reuses_them(
+    config: Config, world: AzureWorld
+) -> None:
     said: list[str] = []
-    job = azure(config, ml).submit(spec(config), progress=said.append)
+    job = azure(config, world).submit(spec(config), progress=said.append)
     assert job.status == JobStatus.QUEUED and job.backend == "azure"
     assert job.output_dir == f"azureml://jobs/{job.name}/outputs/model_output"
-    assert len(ml.environments.created) == 1 and len(ml.compute.created) == 1
-    assert ml.compute.created[0].size == VM
-    submitted = ml.jobs.submitted[job.name]
-    assert submitted.environment == "azureml:{0.name}:{0.version}".format(
-        ml.environments.created[0]
+    kinds = [kind for kind, _ in world.created]
+    assert kinds.count("environment") == 1 and kinds.count("compute") == 1
+    cluster = world.compute()["properties"]["properties"]
+    assert cluster["vmSize"] == VM
+    sent = world.get(f"{world.workspace()['id']}/jobs/{job.name}")["properties"]
+    environment = next(name for kind, name in world.created if kind == "environment")
+    assert sent["environmentId"].endswith(
+        "/environments/{0}/versions/{1}".format(*environment.split(":"))
     )
+    assert sent["codeId"] and "--model-output-dir ${{outputs.model_output}}" in sent["command"]
+    assert sent["inputs"]["train_data"]["uri"].startswith("azureml://")  # uploaded, not local
+    uploaded = {path.rsplit("/", 1)[-1] for (_, _, path) in world.blobs}
+    assert {"fine_tune.py", "conda.yml", "train.jsonl", "test.jsonl"} <= uploaded
     assert any("quota" in message for message in said)
 
-    again = azure(config, ml).submit(spec(config))
+    again = azure(config, world).submit(spec(config))
     assert again.name != job.name
-    assert len(ml.environments.created) == 1 and len(ml.compute.created) == 1
+    kinds = [kind for kind, _ in world.created]
+    assert kinds.count("environment") == 1 and kinds.count("compute") == 1
 
 
-def test_quota_zero_stops_before_creating_anything(config: Config) -> None:
-    ml = StandInMLClient(limit=0)
+def test_quota_zero_stops_before_creating_anything(config: Config, world: AzureWorld) -> None:
+    world.quota[FAMILY] = (0, 0)
     with pytest.raises(PhiopsError) as caught:
-        azure(config, ml).submit(spec(config))
+        azure(config, world).submit(spec(config))
     message = str(caught.value)
     assert FAMILY in message and "uses 0 of 0 vCPUs" in message and "needs 24" in message
     assert "Quotas" in message  # how to ask for more
-    assert ml.compute.created == [] and ml.jobs.submitted == {}
+    assert [kind for kind, _ in world.created] == ["environment"]
 
 
-def test_an_existing_cluster_too_small_for_the_job_is_reported(config: Config) -> None:
-    from azure.ai.ml.entities import AmlCompute
+def test_a_resubmit_within_the_idle_window_uses_the_node_the_cluster_holds(
+    config: Config, world: AzureWorld
+) -> None:
+    """The seed's quota is one node's worth (24 vCPUs). Right after a job, the cluster keeps
+    its node for the idle time, and that node is what uses the 24: the next job runs on it."""
+    world.add_compute("gpu-cluster", VM, identity_id=world.identity()["id"])
+    world.quota[FAMILY] = (24, 24)
+    world.nodes["gpu-cluster"] = 1
+    assert azure(config, world).submit(spec(config)).status == JobStatus.QUEUED
+    world.nodes["gpu-cluster"] = 0  # scaled down, and the quota is used elsewhere
+    with pytest.raises(PhiopsError, match="uses 24 of 24 vCPUs and the job needs 24 more"):
+        azure(config, world).submit(spec(config))
 
-    ml = StandInMLClient()
-    ml.compute.clusters["gpu-cluster"] = AmlCompute(name="gpu-cluster", size=VM, max_instances=1)
+
+def test_an_existing_cluster_too_small_for_the_job_is_reported(
+    config: Config, world: AzureWorld
+) -> None:
+    world.add_compute("gpu-cluster", VM, max_nodes=1)
     with pytest.raises(PhiopsError, match="scales to 1 node"):
-        azure(config, ml).submit(spec(config, instance_count=2))
+        azure(config, world).submit(spec(config, instance_count=2))
 
 
-def test_a_failed_job_reports_the_service_error_and_cancel_asks_azure(config: Config) -> None:
-    ml = StandInMLClient()
-    jobs = azure(config, ml)
+def test_a_failed_job_reports_the_service_error_and_cancel_asks_azure(
+    config: Config, world: AzureWorld
+) -> None:
+    jobs = azure(config, world)
     name = jobs.submit(spec(config)).name
-    ml.jobs.submitted[name]._status = "Failed"
-    ml.jobs._runs_operations.answers = [
-        run_details("Failed", {}, error="Execution failed: exit code 1 (CUDA out of memory)")
-    ]
+    world.runs[name] = {
+        "status": "Failed",
+        "error": "Execution failed: exit code 1 (CUDA out of memory)",
+    }
     failed = jobs.get(name)
     assert failed.status == JobStatus.FAILED
     assert "CUDA out of memory" in failed.error
@@ -337,42 +244,34 @@ def test_a_failed_job_reports_the_service_error_and_cancel_asks_azure(config: Co
 
     other = jobs.submit(spec(config)).name
     assert jobs.cancel(other).status == JobStatus.CANCELED
-    assert ml.jobs.canceled == [other]
+    assert ("POST", "management.azure.com") in {
+        (m, h) for m, h, p in world.requests if p.endswith(f"/jobs/{other}/cancel")
+    }
     with pytest.raises(PhiopsError, match="cannot restart"):
         jobs.resume(other)
 
 
-def test_metrics_come_from_the_workspace_mlflow_run(config: Config, tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'workspace-mlflow.db'}")
-    experiment = client.create_experiment("phi3-finetune", artifact_location=tmp_path.as_uri())
-    run_id = client.create_run(experiment).info.run_id  # on Azure ML: the job's name
+def test_metrics_come_from_the_workspace_mlflow_run_over_rest(
+    config: Config, world: AzureWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    world.mlflow = MlflowRuns()
     for step, loss in enumerate([2.0, 1.5, 1.2], start=1):
-        client.log_metric(run_id, "loss", loss, step=step)
-    client.log_metric(run_id, "eval_loss", 1.4, step=3)
-    points = azure(config, StandInMLClient(), mlflow_client=client).metrics(run_id)
+        world.mlflow.log("quiet_lamp", "loss", step, loss)  # on Azure ML: the job's name
+    world.mlflow.log("quiet_lamp", "eval_loss", 3, 1.4)
+    points = azure(config, world).metrics("quiet_lamp")
     assert [(p.key, p.step, p.value) for p in points] == [
         ("eval_loss", 3, 1.4),
         ("loss", 1, 2.0),
         ("loss", 2, 1.5),
         ("loss", 3, 1.2),
     ]
-
-
-def test_the_workspace_mlflow_is_reached_over_https_with_a_token(
-    config: Config, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from core.azure.client import AzureClients
-
-    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
-    credential = SimpleNamespace(get_token=lambda scope: SimpleNamespace(token="t0ken"))
-    clients = AzureClients(config, ml_client=StandInMLClient(), credential=credential)
-    client = AzureJobs(config, clients)._mlflow()
-    assert client.tracking_uri == "https://eastus2.api.azureml.ms/mlflow/v1.0/ws/ws"
-    import os
-
-    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "t0ken"
+    workspace = world.workspace()["id"]
+    assert (
+        "GET",
+        "eastus2.api.azureml.ms",
+        f"/mlflow/v1.0{workspace}/api/2.0/mlflow/runs/get",
+    ) in (world.requests)
 
 
 # -- the log stream -------------------------------------------------------------------------
@@ -406,10 +305,11 @@ def collect(jobs: AzureJobs, name: str, since: Any = 0) -> list[Any]:
     return asyncio.run(run())
 
 
-def test_streaming_survives_dropped_connections_without_loss_or_repeats(config: Config) -> None:
-    from azure.core.exceptions import ServiceRequestError
-
-    ml = StandInMLClient()
+def test_streaming_survives_dropped_connections_without_loss_or_repeats(
+    config: Config, world: AzureWorld
+) -> None:
+    """Run history (the SDK's own client, through the fake) lists the log files by SAS URL;
+    the blob host drops a connection once and run history answers 503 once."""
     blobs = Blobs()
     url = "https://acct.blob.core.windows.net/azureml/ExperimentRun/dcid.x/user_logs/std_log.txt"
     path = httpx.URL(url).path
@@ -427,22 +327,26 @@ def test_streaming_survives_dropped_connections_without_loss_or_repeats(config: 
         ]
     )
 
-    def running() -> Any:
+    def running() -> dict:
         blobs.content[path] = blobs.content.get(path, b"") + next(growth, b"")
-        return run_details("Running", logs)
+        return {"status": "Running", "log_files": logs}
 
-    ml.jobs._runs_operations.answers = [
+    busy = AzureError(503, "ServiceUnavailable", "Run history is busy.", **{"Retry-After": "0"})
+    world.run_scripts["quiet_lamp"] = [
         running,
         running,  # this poll's blob request drops (request 2)
-        ServiceRequestError("connection aborted"),  # and the next details call fails
+        busy,  # and the next details call is refused once
         running,
         running,
         running,
-        lambda: run_details("Completed", logs),
+        {"status": "Completed", "log_files": logs},
     ]
     blobs.drop = {2}
     jobs = azure(
-        config, ml, http_transport=httpx.MockTransport(blobs.handler), poll_interval=(0.001, 0.005)
+        config,
+        world,
+        http_transport=httpx.MockTransport(blobs.handler),
+        poll_interval=(0.001, 0.005),
     )
     lines = collect(jobs, "quiet_lamp")
     texts = [line.text for line in lines]
@@ -452,7 +356,7 @@ def test_streaming_survives_dropped_connections_without_loss_or_repeats(config: 
     assert blobs.served == len(blobs.content[path])  # every byte fetched exactly once
 
     # A restart resumes from the offset of the last line it showed.
-    ml.jobs._runs_operations.answers = [run_details("Completed", logs)]
+    world.run_scripts["quiet_lamp"] = [{"status": "Completed", "log_files": logs}]
     resumed = collect(jobs, "quiet_lamp", since=lines[1].offset)
     assert [line.text for line in resumed] == texts[2:]
     offsets = {STD_LOG: lines[3].offset}

@@ -118,6 +118,21 @@ def job_dict(job: Any) -> dict:
     return data
 
 
+def submittable(job: Any) -> Any:
+    """The job as `jobs.create_or_update` takes it: the `Command` that `load_job` makes of the
+    YAML `--dry-run` prints. azure-ai-ml 1.35 refuses a bare `CommandJob` entity ("Non
+    supported job type"); going through the printed YAML also means what the user saw is
+    exactly what is sent."""
+    import io
+    import json
+
+    import yaml
+    from azure.ai.ml import load_job
+
+    plain = json.loads(json.dumps(job_dict(job)))  # the schema's OrderedDicts as plain dicts
+    return load_job(io.StringIO(yaml.safe_dump(plain, sort_keys=False)))
+
+
 def environment_version(conda_file: Path, image: str = BASE_IMAGE) -> str:
     """A version named by content: the same image and conda.yml reuse the same environment."""
     digest = hashlib.sha256(image.encode() + b"\0" + conda_file.read_bytes()).hexdigest()
@@ -427,7 +442,7 @@ class AzureJobs:
             )
         say(f"submitting job {planned.job.name} (uploading trainer/ and the data)")
         with azure_errors("submit the job"):
-            created = ml.jobs.create_or_update(planned.job)
+            created = ml.jobs.create_or_update(submittable(planned.job))
         return self._info(created)
 
     def _ensure_environment(self, environment: Any) -> None:

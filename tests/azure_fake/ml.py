@@ -274,10 +274,17 @@ def datastore_secrets(
 
 
 def versioned(
-    world: AzureWorld, request: Request, resource_id: str, kind: str, name: str, version: str
+    world: AzureWorld,
+    request: Request,
+    resource_id: str,
+    kind: str,
+    name: str,
+    version: str,
+    body: dict | None = None,
 ) -> Reply:
-    """PUT of a code/environment/model version: stored as sent, with the read-only parts."""
-    body = request.json()
+    """PUT of a code/environment/model version: stored as sent (or as `body` says), with the
+    read-only parts."""
+    body = body or request.json()
     existed = world.get(resource_id) is not None
     stored = world.put(
         {
@@ -416,9 +423,12 @@ def put_model(
         raise AzureError(409, "Conflict", f"Model {name}:{version} already exists.")
     body = request.json()
     properties = body["properties"]
-    if properties.get("modelType") == "mlflow_model":
-        properties["flavors"] = mlflow_flavors(world, properties.get("modelUri", ""))
-    return versioned(world, request, resource_id, "models", name, version)
+    properties["flavors"] = (
+        mlflow_flavors(world, properties.get("modelUri", ""))
+        if properties.get("modelType") == "mlflow_model"
+        else {}
+    )
+    return versioned(world, request, resource_id, "models", name, version, body)
 
 
 def mlflow_flavors(world: AzureWorld, uri: str) -> dict[str, Any]:
@@ -451,12 +461,21 @@ def mlflow_flavors(world: AzureWorld, uri: str) -> dict[str, Any]:
     }
 
 
-@ROUTER.add("GET", ARM, WS + r"/models/" + NAME + r"/versions", "models.list_versions")
-def list_model_versions(
-    world: AzureWorld, request: Request, sub: str, group: str, ws: str, name: str
+@ROUTER.add(
+    "GET", ARM, WS + r"/(?P<kind>codes|environments|models)/" + NAME + r"/versions", "assets.list"
+)
+def list_versions(
+    world: AzureWorld, request: Request, sub: str, group: str, ws: str, kind: str, name: str
 ) -> dict:
+    """Versions, oldest first, or as `$orderBy=createdtime desc` and `$top` ask."""
     require_workspace(world, sub, group, ws)
-    return {"value": world.children(f"{workspace_id(sub, group, ws)}/models/{name}", "versions")}
+    versions = world.children(f"{workspace_id(sub, group, ws)}/{kind}/{name}", "versions")
+    versions.sort(key=lambda v: (v["systemData"]["createdAt"], v["name"].zfill(12)))
+    if "desc" in request.query.get("$orderby", "").lower():
+        versions.reverse()
+    if request.query.get("$top"):
+        versions = versions[: int(request.query["$top"])]
+    return {"value": versions}
 
 
 @ROUTER.add("GET", ARM, WS + r"/models", "models.list")

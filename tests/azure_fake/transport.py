@@ -158,6 +158,7 @@ def to_response(prepared: requests.PreparedRequest, reply: Reply) -> requests.Re
         reason=REASONS.get(reply.status, "OK"),
         preload_content=False,
         decode_content=False,
+        request_method=prepared.method,  # a HEAD answer has a length but no body
     )
     return HTTPAdapter().build_response(prepared, raw)
 

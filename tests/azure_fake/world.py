@@ -32,6 +32,7 @@ ML = "Microsoft.MachineLearningServices"
 VM_SIZES = [
     {"name": GPU_SIZE, "family": GPU_FAMILY, "vCPUs": 24, "gpus": 1, "memoryGB": 220.0},
     {"name": "Standard_NC48ads_A100_v4", "family": GPU_FAMILY, "vCPUs": 48, "gpus": 2},
+    {"name": "Standard_NC96ads_A100_v4", "family": GPU_FAMILY, "vCPUs": 96, "gpus": 4},
     {"name": CPU_SIZE, "family": CPU_FAMILY, "vCPUs": 4, "gpus": 0, "memoryGB": 14.0},
     {"name": SERVING_SIZE, "family": SERVING_FAMILY, "vCPUs": 4, "gpus": 0, "memoryGB": 32.0},
 ]
@@ -87,6 +88,7 @@ class AzureWorld:
     scorers: dict[str, Any] = field(default_factory=dict)  # deployment -> (body, headers) -> Reply
     invocations: list[dict[str, Any]] = field(default_factory=list)  # what reached /score
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run history: job -> details
+    run_scripts: dict[str, list[Any]] = field(default_factory=dict)  # job -> answers per poll
     blobs: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     blob_metadata: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
     blocks: dict[tuple[str, str, str], dict[str, bytes]] = field(default_factory=dict)

@@ -1,5 +1,5 @@
-"""Fixtures for the Azure deploy tests: a provisioned stand-in world, the Azure backend wired
-to it, a completed job, and a secret store of the test's own."""
+"""Fixtures for the Azure deploy tests: a provisioned fake Azure (at the HTTP transport), the
+Azure backend wired to it, a completed job, and a secret store of the test's own."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ from core.azure.endpoints import AzureEndpoints
 from core.azure.registry import AzureRegistry
 from core.config import Config, load_config, write_config_values
 from core.secrets import SecretStore
-from tests.azure_standins import GPU_SIZE, SUBSCRIPTION, AzureWorld, add_job, provision
+from tests.azure_standins import (
+    GPU_SIZE,
+    SERVING_FAMILY,
+    SERVING_SIZE,
+    SUBSCRIPTION,
+    AzureWorld,
+    add_job,
+    provision,
+)
 
-SERVING_SIZE = "Standard_NC6s_v3"  # family standardNCSv3Family, 6 vCPUs, in the stand-in's sizes
-SERVING_FAMILY = "standardNCSv3Family"
+__all__ = ["SERVING_FAMILY", "SERVING_SIZE", "AzureDeploy", "azure_deploy"]
 
 SETTINGS = {
     "backend": "azure",
@@ -49,11 +56,12 @@ class AzureDeploy:
 
 
 @pytest.fixture
-def azure_deploy(tmp_path: Path) -> AzureDeploy:
+def azure_deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AzureDeploy:
     path = tmp_path / "phiops.toml"
     write_config_values(path, SETTINGS)
     config = load_config(path, env={})
     world = provision(AzureWorld(), config)
+    world.patch(monkeypatch)
     world.quota[SERVING_FAMILY] = (0, 24)
     add_job(world, "calm_river_1a2b3c", base_model="microsoft/Phi-3-mini-4k-instruct")
     add_job(world, "busy_cloud_4d5e6f", status="Running")

@@ -1,6 +1,6 @@
-"""Deploying on Azure ML without a network: the Azure backend against stand-ins for
-MLClient's models, online_endpoints and online_deployments operations (tests/azure_standins.py),
-which keep azure-ai-ml 1.35's signatures and store what the SDK would send in its REST form."""
+"""Deploying on Azure ML without a network: the Azure backend's real MLClient against the fake
+Azure at the HTTP transport (tests/azure_standins.py), which answers the models, online
+endpoints and deployments REST calls as the spec says and keeps what the SDK sent."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from core.backend import Backend, ModelVersion, RequestSettings
 from core.errors import NotFoundError, PhiopsError
 from core.secrets import endpoint_key_name, mask, redact
 from tests import fixtures_deploy_azure
+from tests.azure_standins import SUBSCRIPTION, workspace_id
 from tests.fixtures_deploy_azure import SERVING_FAMILY, AzureDeploy
 
 azure_deploy = fixtures_deploy_azure.azure_deploy
@@ -22,12 +23,17 @@ azure_deploy = fixtures_deploy_azure.azure_deploy
 ENDPOINT = "phi3-endpoint"
 
 
-def endpoint_rest(az: AzureDeploy, name: str = ENDPOINT) -> Any:
-    return az.world.endpoints[(az.config.subscription_id, "phi3-rg", "phi3-ws", name)]
+def endpoint_rest(az: AzureDeploy, name: str = ENDPOINT) -> dict[str, Any]:
+    """The endpoint as Azure keeps it (its REST payload)."""
+    found = az.world.get(
+        f"{workspace_id(SUBSCRIPTION, 'phi3-rg', 'phi3-ws')}/onlineEndpoints/{name}"
+    )
+    assert found is not None
+    return found
 
 
 def tags(az: AzureDeploy) -> dict[str, str]:
-    return dict(endpoint_rest(az).tags or {})
+    return dict(endpoint_rest(az).get("tags") or {})
 
 
 def deploy(az: AzureDeploy, traffic: int = 100, **kwargs: Any) -> Any:
@@ -64,11 +70,11 @@ def test_register_makes_a_new_version_each_time(azure_deploy: AzureDeploy) -> No
         "phi3-finetuned:1",
         "phi3-other:1",
     ]
-    stored = azure_deploy.world.models[
-        (azure_deploy.config.subscription_id, "phi3-rg", "phi3-ws", "phi3-finetuned")
-    ]["1"]
-    assert stored.properties.model_type == "mlflow_model"
-    assert stored.properties.tags["job_name"] == "calm_river_1a2b3c"
+    stored = azure_deploy.world.get(
+        f"{workspace_id(SUBSCRIPTION, 'phi3-rg', 'phi3-ws')}/models/phi3-finetuned/versions/1"
+    )
+    assert stored["properties"]["modelType"] == "mlflow_model"
+    assert stored["properties"]["tags"]["job_name"] == "calm_river_1a2b3c"
 
 
 def test_register_refuses_an_unfinished_or_unknown_job(azure_deploy: AzureDeploy) -> None:
@@ -76,7 +82,7 @@ def test_register_refuses_an_unfinished_or_unknown_job(azure_deploy: AzureDeploy
         azure_deploy.backend.register_model("busy_cloud_4d5e6f")
     with pytest.raises(NotFoundError, match="not found"):
         azure_deploy.backend.register_model("no_such_job")
-    assert azure_deploy.world.models == {}
+    assert not [key for key in azure_deploy.world.arm if "/models/" in key]
 
 
 # -- deploy: endpoint, blue/green, smoke test ---------------------------------------------
@@ -101,8 +107,8 @@ def test_first_deploy_creates_the_endpoint_and_blue_takes_all_traffic(
     assert blue.instance_type == az.config.deployment_instance_type
 
     rest = endpoint_rest(az)  # what reached Azure
-    assert rest.properties.auth_mode == "Key"
-    assert list(rest.identity.user_assigned_identities) == [az.config.identity_resource_id]
+    assert rest["properties"]["authMode"] == "Key"
+    assert list(rest["identity"]["userAssignedIdentities"]) == [az.config.identity_resource_id]
     # Nothing served before blue: there is nothing to roll back to.
     assert PREVIOUS_TRAFFIC_TAG not in tags(az)
     with pytest.raises(PhiopsError, match="Nothing to roll back to"):
@@ -229,12 +235,12 @@ def test_a_deployment_that_fails_its_smoke_test_gets_no_traffic(
 
 def test_no_quota_stops_before_anything_is_created(azure_deploy: AzureDeploy) -> None:
     az = azure_deploy
-    az.world.quota[SERVING_FAMILY] = (20, 24)  # 4 free, one NC6s_v3 (+20%) needs 12
+    az.world.quota[SERVING_FAMILY] = (20, 24)  # 4 free, one E4s_v3 (+20%: 2 x 4) needs 8
     with pytest.raises(PhiopsError) as failure:
         deploy(az)
     message = str(failure.value)
-    assert message.startswith("not enough quota for 1 x Standard_NC6s_v3")
-    assert "uses 20 of 24 vCPUs and the deployment needs 12" in message
+    assert message.startswith("not enough quota for 1 x Standard_E4s_v3")
+    assert "uses 20 of 24 vCPUs and the deployment needs 8" in message
     assert "Quotas page" in message
     assert az.world.created[-1] == ("model", "phi3-finetuned:1")  # no endpoint, no deployment
 
@@ -403,7 +409,7 @@ def test_logs_are_the_deployments_tail(azure_deploy: AzureDeploy) -> None:
     az = azure_deploy
     deploy(az)
     text = az.backend.deployment_logs(ENDPOINT, "blue", lines=2)
-    assert text.splitlines() == ["Loading the MLflow model", "Model loaded; listening on port 5001"]
+    assert text.splitlines() == ["Loading the model", "Model loaded; listening on port 5001"]
     with pytest.raises(NotFoundError, match="cannot read the logs of deployment red"):
         az.backend.deployment_logs(ENDPOINT, "red")
 

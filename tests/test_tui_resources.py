@@ -87,11 +87,7 @@ async def test_azure_findings_show_roles_and_how_to_fix_a_missing_one(
         roles = [finding for finding in tab.findings if "role" in finding.name.lower()]
         assert len(roles) == 3 and all(str(finding.state) == "ok" for finding in roles)
         # take AcrPull away: its line turns ✗ and says how to grant it
-        azure_project.role_assignments = [
-            assignment
-            for assignment in azure_project.role_assignments
-            if "7f951dda-4ed3-4680-a7ca-43fe172d538d" not in str(assignment.role_definition_id)
-        ]
+        azure_project.revoke("7f951dda-4ed3-4680-a7ca-43fe172d538d")
         await pilot.press("r")
         await wait_for(
             pilot,

@@ -180,10 +180,8 @@ def test_submit_creates_environment_and_compute_once_then_reuses_them(
     cluster = world.compute()["properties"]["properties"]
     assert cluster["vmSize"] == VM
     sent = world.get(f"{world.workspace()['id']}/jobs/{job.name}")["properties"]
-    environment = next(name for kind, name in world.created if kind == "environment")
-    assert sent["environmentId"].endswith(
-        "/environments/{0}/versions/{1}".format(*environment.split(":"))
-    )
+    env_name, env_version = next(n for k, n in world.created if k == "environment").split(":")
+    assert sent["environmentId"].endswith(f"/environments/{env_name}/versions/{env_version}")
     assert sent["codeId"] and "--model-output-dir ${{outputs.model_output}}" in sent["command"]
     assert sent["inputs"]["train_data"]["uri"].startswith("azureml://")  # uploaded, not local
     uploaded = {path.rsplit("/", 1)[-1] for (_, _, path) in world.blobs}

@@ -26,6 +26,7 @@ from pathlib import Path
 
 # Flat sibling imports (Python puts this script's folder first on sys.path): on Azure ML
 # this folder is the job's whole code snapshot.
+import azure_job
 from chat_data import InvalidDataError, has_zero_weight, read_chat_rows
 
 PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
@@ -123,6 +124,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     machine.add_argument(
         "--no-distributed", action="store_true", help="use one GPU even when there are more"
+    )
+    machine.add_argument(
+        "--require-gpu",
+        action="store_true",
+        help="stop at once when torch cannot use a CUDA GPU (always so inside Azure ML)",
+    )
+    machine.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="train on the CPU even inside Azure ML (a CPU cluster; phiops adds it for one)",
     )
     args = parser.parse_args(argv)
     if args.eval_batch_size is None:
@@ -325,7 +336,7 @@ def save_outputs(trainer, tokenizer, args, tracking) -> None:
     with _replace_dir(args.model_output_dir / "mlflow_model") as staging:
         shutil.rmtree(staging)  # mlflow wants to create the folder itself
         save_mlflow_model(package, staging)
-    tracking.log_model(package)
+    azure_job.log_model(tracking, package)
 
 
 class _replace_dir:
@@ -357,7 +368,7 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
     """Everything between validated data and a saved model."""
     import hardware as machine
     from callbacks import CheckpointCallback, MetricsCallback, ProgressEventsCallback
-    from checkpoints import Interrupted, latest_checkpoint
+    from checkpoints import Interrupted
     from datasets import Dataset
     from progress_events import ThroughputMeter
     from transformers.utils import logging as hf_logging
@@ -376,8 +387,10 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
     events.emit("loading", message=f"loading {args.base_model}")
     tokenizer, model = load_base(args, hardware)
 
-    checkpoints = args.model_output_dir / "checkpoints"
-    resume_from = latest_checkpoint(checkpoints) if args.resume else None
+    checkpoints = azure_job.checkpoint_dir(args.model_output_dir)
+    resume_from = (
+        azure_job.resume_point(args.model_output_dir, checkpoints) if args.resume else None
+    )
     if args.resume and resume_from is None:
         print(f"No checkpoint in {checkpoints}: starting from step 0.", flush=True)
     meter = ThroughputMeter()
@@ -399,6 +412,7 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
                 ProgressEventsCallback(events, meter),
                 MetricsCallback(tracking, meter),
                 checkpoint_callback,
+                *azure_job.mirror_callbacks(checkpoints, args.model_output_dir),
             ],
         )
     finally:
@@ -452,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Data: {len(data.train)} training rows, {len(data.eval)} evaluation rows", flush=True
         )
+        problem = azure_job.gpu_problem(args.require_gpu, args.allow_cpu)
+        if problem:
+            raise JobError(problem)
         if not args.no_distributed and not machine.is_distributed_child() and gpu_count() > 1:
             return machine.relaunch_on_all_gpus(gpu_count(), sys.argv[1:] if argv is None else argv)
         train(args, data, events, stop, tracking)
@@ -475,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         tracking.end("FAILED")
         return 1
     events.emit("done", message=f"model saved to {args.model_output_dir}")
-    tracking.end("FINISHED")
+    azure_job.after_training("close the MLflow run", tracking.end, "FINISHED")
     print(f"Done: model saved to {args.model_output_dir}", flush=True)
     return 0
 

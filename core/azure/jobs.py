@@ -55,12 +55,9 @@ AZURE_STATUS = {
     "Paused": JobStatus.CANCELED,
 }
 
-# GPUs per node of common training sizes, for planning offline; a live submit asks Azure.
+# GPUs per node of current training sizes, for planning offline; a live submit asks Azure.
+# (NCv3 — NC6s_v3 and kin — was retired on 2025-09-30 and is left out.)
 GPUS_PER_NODE = {
-    "standard_nc6s_v3": 1,
-    "standard_nc12s_v3": 2,
-    "standard_nc24s_v3": 4,
-    "standard_nc24rs_v3": 4,
     "standard_nd40rs_v2": 8,
     "standard_nc24ads_a100_v4": 1,
     "standard_nc48ads_a100_v4": 2,
@@ -71,6 +68,13 @@ GPUS_PER_NODE = {
     "standard_nc80adis_h100_v5": 2,
     "standard_nd96isr_h100_v5": 8,
 }
+
+
+def planned_gpus(vm_size: str) -> int:
+    """GPUs per node as far as phiops knows offline: the table, else one for an N-series
+    (GPU) size and none for the others; a live submit asks Azure and corrects it."""
+    size = vm_size.lower()
+    return GPUS_PER_NODE.get(size, 1 if size.startswith("standard_n") else 0)
 
 
 def job_status(azure_status: str | None) -> JobStatus:
@@ -213,6 +217,12 @@ def build_job(
             "--eval-file ${{inputs.test_data}}",
             f"--model-output-dir ${{{{outputs.{MODEL_OUTPUT}}}}}",
             f"--base-model {base_model_arg}",
+            # A job Azure ML restarts (a low-priority node pre-empted) continues from the
+            # checkpoint mirrored in its output; a new job's output is empty: step 0.
+            "--resume",
+            # No GPU on this cluster's nodes: say so, or the trainer stops rather than train
+            # on a CPU it takes for a broken GPU setup.
+            *(["--allow-cpu"] if gpus_per_node == 0 else []),
             *(shlex.quote(arg) for arg in spec.trainer_args),
         ]
     )
@@ -252,7 +262,7 @@ def existing_file(config: Config, value: str, what: str, setting: str) -> Path:
 def plan(config: Config, spec: JobSpec, name: str | None = None) -> AzurePlan:
     """The entities a submit would create, built offline (for `--dry-run` and `submit`)."""
     environment = build_environment()
-    gpus = GPUS_PER_NODE.get(config.compute_vm_size.lower(), 1)
+    gpus = planned_gpus(config.compute_vm_size)
     job = build_job(
         config,
         spec,
@@ -428,7 +438,7 @@ class AzureJobs:
         self._ensure_environment(planned.environment)
         say(f"checking compute {self.config.compute_name} and its quota")
         gpus = self._ensure_compute(planned.compute, spec.instance_count)
-        if gpus and gpus != GPUS_PER_NODE.get(self.config.compute_vm_size.lower(), 1):
+        if gpus != planned_gpus(self.config.compute_vm_size):
             planned = AzurePlan(
                 build_job(
                     self.config,

@@ -37,10 +37,11 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
     env = {k: v for k, v in env.items() if k not in {"PIP_FIND_LINKS", "PIP_CONSTRAINT"}}
+    command = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--quiet"]
+    command += ["--ignore-installed", "--index-url", "https://pypi.org/simple"]
+    command += ["--report", str(report), "-r", str(REQUIREMENTS)]
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--quiet"]
-        + ["--ignore-installed", "--index-url", "https://pypi.org/simple"]
-        + ["--report", str(report), "-r", str(REQUIREMENTS)],
+        command,
         env=env,
         capture_output=True,
         text=True,

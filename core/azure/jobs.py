@@ -377,6 +377,17 @@ class AzureLogStream:
 # -- the jobs part -------------------------------------------------------------------------
 
 
+def ensure_environment(ml_client: Any, environment: Any) -> None:
+    """Create the environment version unless it exists (versions are named by content)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    with azure_errors(f"create environment {environment.name}"):
+        try:
+            ml_client.environments.get(environment.name, version=environment.version)
+        except ResourceNotFoundError:
+            ml_client.environments.create_or_update(environment)
+
+
 @contextmanager
 def azure_errors(what: str) -> Iterator[None]:
     """Turn the SDK's failures into one sentence the CLI can print."""
@@ -435,7 +446,7 @@ class AzureJobs:
         planned = self.plan(spec)
         ml = self.ml_client
         say(f"checking environment {planned.environment.name}:{planned.environment.version}")
-        self._ensure_environment(planned.environment)
+        ensure_environment(self.ml_client, planned.environment)
         say(f"checking compute {self.config.compute_name} and its quota")
         gpus = self._ensure_compute(planned.compute, spec.instance_count)
         if gpus != planned_gpus(self.config.compute_vm_size):
@@ -454,15 +465,6 @@ class AzureJobs:
         with azure_errors("submit the job"):
             created = ml.jobs.create_or_update(submittable(planned.job))
         return self._info(created)
-
-    def _ensure_environment(self, environment: Any) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        with azure_errors(f"create environment {environment.name}"):
-            try:
-                self.ml_client.environments.get(environment.name, version=environment.version)
-            except ResourceNotFoundError:
-                self.ml_client.environments.create_or_update(environment)
 
     def _ensure_compute(self, compute: Any, nodes: int) -> int:
         """Reuse or create the cluster; the quota is checked before it can grow. Returns

@@ -114,10 +114,22 @@ def test_first_deploy_creates_the_endpoint_and_blue_takes_all_traffic(
     with pytest.raises(PhiopsError, match="Nothing to roll back to"):
         az.backend.rollback(ENDPOINT)
 
-    [smoke] = az.world.invocations
-    assert smoke["headers"]["azureml-model-deployment"] == "blue"
-    assert smoke["traffic"] == {}  # tested before it took any traffic
-    assert isinstance(smoke["body"]["input_data"], list) and "params" in smoke["body"]
+    plain, chat = az.world.invocations  # a plain question, then a conversation
+    for smoke in (plain, chat):
+        assert smoke["headers"]["azureml-model-deployment"] == "blue"
+        assert smoke["traffic"] == {}  # tested before it took any traffic
+        assert "params" in smoke["body"]
+    assert isinstance(plain["body"]["input_data"][0], str)
+    [conversation] = chat["body"]["input_data"]  # what the flow tool sends: chat messages
+    assert [m["role"] for m in conversation] == ["user", "assistant", "user"]
+    # The deployment runs phiops's scoring code in its own environment.
+    blue = az.world.get(f"{endpoint_rest(az)['id']}/deployments/blue")["properties"]
+    assert blue["codeConfiguration"]["scoringScript"] == "score.py"
+    assert az.world.get(blue["codeConfiguration"]["codeId"]) is not None
+    assert "/environments/phi3-scoring-env/versions/" in blue["environmentId"]
+    uploaded = {path for (_, _, path) in az.world.blobs}
+    assert any(path.endswith("/score.py") for path in uploaded)
+    assert any(path.endswith("/core/serving/engine.py") for path in uploaded)
     assert az.progress[0] == "checking model phi3-finetuned:1"
     assert "creating endpoint phi3-endpoint" in az.progress
     assert az.progress.index("smoke-testing deployment blue") < az.progress.index(
@@ -210,7 +222,7 @@ def test_a_deployment_that_fails_provisioning_leaves_the_traffic_alone(
     assert info.traffic == {"blue": 100, "green": 0}
     assert {d.name: d.state for d in info.deployments} == {"blue": "Succeeded", "green": "Failed"}
     assert az.world.updates == updates  # the endpoint was not touched
-    assert [i["deployment"] for i in az.world.invocations] == ["blue"]  # no smoke test
+    assert {i["deployment"] for i in az.world.invocations} == {"blue"}  # no smoke test
     assert PREVIOUS_TRAFFIC_TAG not in tags(az)
     with pytest.raises(PhiopsError, match="green on endpoint phi3-endpoint is Failed"):
         az.backend.set_traffic(ENDPOINT, {"green": 100})
@@ -261,9 +273,7 @@ def test_azures_own_quota_refusal_is_one_sentence(azure_deploy: AzureDeploy) -> 
 
 def test_an_existing_endpoint_is_reused_never_deleted(azure_deploy: AzureDeploy) -> None:
     """An endpoint someone made by hand, with a deployment named blue taking the traffic."""
-    from azure.ai.ml.entities import ManagedOnlineEndpoint
-
-    from core.azure.endpoints import build_deployment
+    from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint
 
     az = azure_deploy
     ops = az.clients.ml_client
@@ -271,8 +281,14 @@ def test_an_existing_endpoint_is_reused_never_deleted(azure_deploy: AzureDeploy)
         ManagedOnlineEndpoint(name=ENDPOINT, auth_mode="key", tags={"owner": "alice"})
     ).result()
     model = az.backend.register_model()
-    ops.online_deployments.begin_create_or_update(
-        build_deployment(az.config, model, ENDPOINT, "blue")
+    ops.online_deployments.begin_create_or_update(  # a no-code MLflow deployment
+        ManagedOnlineDeployment(
+            name="blue",
+            endpoint_name=ENDPOINT,
+            model=f"azureml:{model.name}:{model.version}",
+            instance_type=az.config.deployment_instance_type,
+            instance_count=1,
+        )
     ).result()
     endpoint = ops.online_endpoints.get(ENDPOINT)
     endpoint.traffic = {"blue": 100}

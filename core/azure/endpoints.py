@@ -44,6 +44,17 @@ SMOKE_REQUEST = {
     "input_data": ["Reply with one word: ready?"],
     "params": {"max_new_tokens": 8, "do_sample": False},
 }
+# What the flow tool, `phiops chat` and the TUI send: a conversation as chat messages.
+SMOKE_CHAT_REQUEST = {
+    "input_data": [
+        [
+            {"role": "user", "content": "Hello!"},
+            {"role": "assistant", "content": "Hello. How can I help?"},
+            {"role": "user", "content": "Reply with one word: ready?"},
+        ]
+    ],
+    "params": {"max_new_tokens": 8, "do_sample": False},
+}
 UPGRADE_RESERVE = 1.2  # Azure ML keeps 20% more instances' worth of quota for upgrades
 QUOTA_HELP = (
     "request more in Azure ML studio (Quotas page) or the Azure portal "
@@ -135,10 +146,19 @@ def build_deployment(
     *,
     settings: RequestSettings | None = None,
     probe: ProbeSettings | None = None,
+    code: Path | None = None,
 ) -> Any:
-    """The deployment, with the seed's request settings and probes as defaults."""
-    from azure.ai.ml.entities import ManagedOnlineDeployment, OnlineRequestSettings
+    """The deployment, with the seed's request settings and probes as defaults: phiops's
+    scoring code (`code`, the folder `core.azure.scoring.code_folder` assembles) in its
+    environment, serving the registered model."""
+    from azure.ai.ml.entities import (
+        CodeConfiguration,
+        ManagedOnlineDeployment,
+        OnlineRequestSettings,
+    )
     from azure.ai.ml.entities import ProbeSettings as AzureProbe
+
+    from core.azure import scoring
 
     settings = settings or RequestSettings()
     probe = probe or ProbeSettings()
@@ -160,6 +180,11 @@ def build_deployment(
         name=check_name(name, "deployment"),
         endpoint_name=check_name(endpoint, "endpoint"),
         model=f"azureml:{model.name}:{model.version}",
+        code_configuration=CodeConfiguration(
+            code=str(code) if code is not None else "<the scoring code folder>",
+            scoring_script=scoring.SCORING_SCRIPT,
+        ),
+        environment=f"azureml:{scoring.ENVIRONMENT_NAME}:{scoring.environment_version()}",
         instance_type=config.deployment_instance_type,
         instance_count=config.deployment_instance_count,
         environment_variables=deployment_environment(config),
@@ -276,12 +301,21 @@ class AzureEndpoints:
                 f"deployment {name} already exists on endpoint {endpoint}; leave the "
                 "deployment name out to deploy blue/green beside it, or delete it first"
             )
-        entity = build_deployment(self.config, model, endpoint, name, settings=request_settings)
+        from core.azure import scoring
+        from core.azure.jobs import ensure_environment
 
+        environment = scoring.build_environment()
+        say(f"checking environment {environment.name}:{environment.version}")
+        ensure_environment(ml, environment)
         count, size = self.config.deployment_instance_count, self.config.deployment_instance_type
         say(f"creating deployment {name} ({model.ref} on {count} x {size}) at 0% traffic")
-        with endpoint_errors(f"create deployment {name} on endpoint {endpoint}"):
-            poller = ml.online_deployments.begin_create_or_update(entity)
+        with tempfile.TemporaryDirectory(prefix="phiops-scoring-") as folder:
+            code = scoring.code_folder(Path(folder) / "scoring")
+            entity = build_deployment(
+                self.config, model, endpoint, name, settings=request_settings, code=code
+            )
+            with endpoint_errors(f"create deployment {name} on endpoint {endpoint}"):
+                poller = ml.online_deployments.begin_create_or_update(entity)  # uploads code
         self._provision(poller, endpoint, name, say)
 
         say(f"smoke-testing deployment {name}")
@@ -329,19 +363,25 @@ class AzureEndpoints:
         return ""
 
     def _smoke_test(self, endpoint: str, name: str) -> None:
-        """One request in the contract's shape, straight to the new deployment."""
+        """A plain question and a conversation (what chat sends), straight to the new
+        deployment; each must come back as the contract's list of one string."""
         reason = ""
         with tempfile.TemporaryDirectory(prefix="phiops-smoke-") as folder:
-            request = Path(folder) / "request.json"
-            request.write_text(json.dumps(SMOKE_REQUEST), encoding="utf-8")
-            try:
-                answer = self.ml_client.online_endpoints.invoke(
-                    endpoint_name=endpoint, request_file=str(request), deployment_name=name
-                )
-            except Exception as error:  # any failure here is the deployment's, said below
-                reason = _one_line(getattr(error, "message", None) or error, 200)
-            else:
-                reason = _answer_problem(answer, len(SMOKE_REQUEST["input_data"]))
+            for number, body in enumerate((SMOKE_REQUEST, SMOKE_CHAT_REQUEST)):
+                request = Path(folder) / f"request-{number}.json"
+                request.write_text(json.dumps(body), encoding="utf-8")
+                try:
+                    answer = self.ml_client.online_endpoints.invoke(
+                        endpoint_name=endpoint, request_file=str(request), deployment_name=name
+                    )
+                except Exception as error:  # any failure here is the deployment's, said below
+                    reason = _one_line(getattr(error, "message", None) or error, 200)
+                else:
+                    reason = _answer_problem(answer, len(body["input_data"]))
+                if reason:
+                    kind = "a chat request" if body is SMOKE_CHAT_REQUEST else "a plain request"
+                    reason = f"{kind}: {reason}"
+                    break
         if reason:
             raise PhiopsError(
                 f"deployment {name} on endpoint {endpoint} is up but failed its smoke test "

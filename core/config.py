@@ -60,7 +60,7 @@ class Config:
 
     endpoint_name: str = _field("phi3-endpoint", "deploy", "online endpoint name")
     deployment_name: str = _field("", "deploy", "deployment name (empty: blue/green)")
-    deployment_instance_type: str = _field("Standard_NC6s_v3", "deploy", "serving VM size")
+    deployment_instance_type: str = _field("Standard_E4s_v3", "deploy", "serving VM size")
     deployment_instance_count: int = _field(1, "deploy", "serving instances")
 
     host: str = _field("127.0.0.1", "local", "address local servers bind to")

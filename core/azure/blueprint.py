@@ -197,6 +197,41 @@ def build_cluster(config: Config) -> Any:
     return build_compute(config, nodes=1)
 
 
+def yaml_documents(documents: list[tuple[str, dict]]) -> str:
+    """Entities as YAML documents, each headed by a comment saying what it is."""
+    import json
+
+    import yaml
+
+    return "---\n".join(
+        f"# {title}\n" + yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False)
+        for title, data in documents
+    )
+
+
+def blueprint_documents(config: Config) -> list[tuple[str, dict]]:
+    """Everything `ensure` creates where nothing exists yet, as the SDKs serialise it: the
+    plan when Azure's state is unknown (`resources ensure --dry-run` without a sign-in)."""
+    group = resource_group_id(config)
+    registry = f"{group}/providers/Microsoft.ContainerRegistry/registries/{registry_name(config)}"
+    principal = f"<principal id of {config.identity_name or 'the identity'}>"
+    documents = [
+        (f"resource group {config.resource_group}", build_resource_group(config).as_dict()),
+        (f"container registry {registry_name(config)}", build_registry(config).as_dict()),
+        (f"workspace {config.workspace}", build_workspace(config, registry)._to_dict()),
+        (f"managed identity {config.identity_name}", build_identity(config).as_dict()),
+    ]
+    for need in ROLE_NEEDS:
+        documents.append(
+            (
+                f"role assignment {need.role} on the {need.target}",
+                build_role_assignment(config, need, principal).as_dict(),
+            )
+        )
+    documents.append((f"compute cluster {config.compute_name}", build_cluster(config)._to_dict()))
+    return documents
+
+
 # -- fixes, as a person would type them ----------------------------------------------------
 
 

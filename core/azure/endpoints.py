@@ -199,6 +199,37 @@ def build_deployment(
     )
 
 
+def plan_documents(
+    config: Config,
+    model: ModelVersion,
+    endpoint: str,
+    deployment: str,
+    settings: RequestSettings | None = None,
+) -> list[tuple[str, dict]]:
+    """What a deploy sends, as the SDK serialises it, built without Azure (`deploy
+    --dry-run`): the endpoint (created only if absent), the environment (created only if
+    that version is absent) and the new deployment."""
+    from core.azure import scoring
+
+    environment = scoring.build_environment()
+    entity = build_deployment(
+        config, model, endpoint, deployment, settings=settings, code=scoring.HERE
+    )
+    deployment_dict = entity._to_dict()
+    deployment_dict["code_configuration"]["code"] = (
+        "core/azure/scoring/score.py with core/serving/{engine,params,modelfiles}.py, "
+        "assembled and uploaded at deploy time"
+    )
+    return [
+        (
+            f"endpoint {endpoint} (created only if absent)",
+            build_endpoint(config, endpoint)._to_dict(),
+        ),
+        (f"environment {environment.name}:{environment.version}", environment._to_dict()),
+        (f"deployment {deployment} at 0% traffic until its smoke test passes", deployment_dict),
+    ]
+
+
 # -- errors --------------------------------------------------------------------------------
 
 

@@ -402,8 +402,11 @@ def azure_errors(what: str) -> Iterator[None]:
         yield
     except PhiopsError:
         raise
-    except ClientAuthenticationError as error:
-        raise PhiopsError(f"cannot sign in to Azure to {what} ({error.message})") from None
+    except ClientAuthenticationError:
+        # azure-identity's message is a page (one paragraph per credential it tried).
+        from core.azure.credentials import SIGN_IN_HELP
+
+        raise PhiopsError(f"cannot sign in to Azure to {what}; {SIGN_IN_HELP}") from None
     except ResourceNotFoundError as error:
         raise NotFoundError(f"cannot {what}: not found ({error.message})") from None
     except ServiceRequestError as error:

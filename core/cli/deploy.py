@@ -93,6 +93,42 @@ def choose_model(
     return backend.register_model(chosen.name, name)
 
 
+def show_plan(
+    app: AppContext,
+    backend: str | None,
+    model: str | None,
+    endpoint: str,
+    deployment: str | None,
+    settings: RequestSettings,
+    as_json: bool,
+) -> None:
+    """`--dry-run`: the entities an Azure deploy sends, built offline. Which model version
+    and which blue/green name a deploy picks depend on Azure, so without `--model N:V` and
+    `--deployment` they are shown as what a deploy would choose."""
+    from core.azure.blueprint import yaml_documents
+    from core.azure.endpoints import check_name, plan_documents
+
+    config = app.config
+    if (backend or config.backend) != "azure":
+        raise PhiopsError(
+            "--dry-run shows what a deploy sends to Azure ML; the local backend has no "
+            "entities to show (use --backend azure, or deploy without --dry-run)"
+        )
+    name, version = parse_model_ref(model) if model else (config.model_name, None)
+    version = version or "<the version deploy registers or picks>"
+    target = check_name(deployment or config.deployment_name or "blue", "deployment")
+    documents = plan_documents(config, ModelVersion(name, version), endpoint, target, settings)
+    if as_json:
+        emit({title: data for title, data in documents}, True, lambda: None)
+        return
+    click.echo(yaml_documents(documents), nl=False)
+    if not (deployment or config.deployment_name):
+        click.echo(
+            "(the deployment's name is the next free one of blue, green, blue-2, … at deploy time)",
+            err=True,
+        )
+
+
 def request_settings(
     max_concurrent: int | None, timeout_s: int | None, queue_wait_s: int | None
 ) -> RequestSettings:
@@ -138,7 +174,15 @@ def request_settings(
     type=click.IntRange(1),
     default=None,
     metavar="SECONDS",
-    help="Longest a request waits for a free slot before a 429.  [default: 120]",
+    help="Longest a request waits for a free slot before a 429, on the local backend. "
+    "Azure ML managed online endpoints ignore it (they queue by --max-concurrent and "
+    "--request-timeout).  [default: 120]",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Azure: print the endpoint, environment and deployment as the SDK's YAML; signs in "
+    "to nothing and creates nothing.",
 )
 @backend_option
 @json_option
@@ -153,6 +197,7 @@ def deploy(
     max_concurrent: int | None,
     request_timeout: int | None,
     max_queue_wait: int | None,
+    dry_run: bool,
     backend: str | None,
     as_json: bool,
 ) -> None:
@@ -161,8 +206,12 @@ def deploy(
     if job and model:
         raise click.UsageError("give either --job or --model, not both")
     config = app.config
-    chosen = app.backend(backend)
     endpoint = endpoint or config.endpoint_name
+    if dry_run:
+        settings = request_settings(max_concurrent, request_timeout, max_queue_wait)
+        show_plan(app, backend, model, endpoint, deployment, settings, as_json)
+        return
+    chosen = app.backend(backend)
     try:
         before = {d.name for d in chosen.endpoint(endpoint).deployments}
     except NotFoundError:

@@ -110,7 +110,12 @@ def check(app: AppContext, backend: str | None, device_code: bool, as_json: bool
 
 
 @resources.command("ensure")
-@click.option("--dry-run", is_flag=True, help="Show the plan; create nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show the plan; create nothing. Not signed in: every entity ensure would create, "
+    "as the SDKs' YAML.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before creating.")
 @device_code_option
 @json_option
@@ -123,6 +128,7 @@ def ensure(app: AppContext, dry_run: bool, yes: bool, device_code: bool, as_json
     that exists is changed or deleted; GPU quota is explained, since no API grants it.
     """
     from core.azure import client as client_module
+    from core.azure.credentials import NotSignedInError
     from core.azure.ensure import EnsureReport, plan_resources
     from core.azure.resources import check_resources
 
@@ -130,8 +136,14 @@ def ensure(app: AppContext, dry_run: bool, yes: bool, device_code: bool, as_json
     if device_code:
         config.credential = "device-code"
     clients = client_module.AzureClients(config)
-    with _status("checking the Azure resources"):
-        plan = plan_resources(config, clients)
+    try:
+        with _status("checking the Azure resources"):
+            plan = plan_resources(config, clients)
+    except NotSignedInError as error:
+        if not dry_run:
+            raise
+        _show_blueprint(config, error, as_json)
+        return
 
     if not as_json:
         _show_plan(plan)
@@ -199,6 +211,23 @@ def _show_plan(plan: Any) -> None:
             out.print(f"  [green]+[/] {escape(step.action)}")
     if plan.manual:
         out.print(findings_table(plan.manual, "Needs you (code cannot do these)"))
+
+
+def _show_blueprint(config: Any, error: Exception, as_json: bool) -> None:
+    """`--dry-run` without a sign-in: what ensure creates where nothing exists yet, as the
+    SDKs' YAML. What already exists can only be known signed in."""
+    from core.azure.blueprint import blueprint_documents, yaml_documents
+
+    documents = blueprint_documents(config)
+    note = (
+        f"{error} — without it, this is everything `phiops resources ensure` creates where "
+        "nothing exists yet; signed in, the plan leaves out what exists"
+    )
+    if as_json:
+        emit({"signed_in": False, "note": note, "entities": dict(documents)}, True, lambda: None)
+        return
+    click.echo(yaml_documents(documents), nl=False)
+    click.echo(note, err=True)
 
 
 def _say_nothing_done(dry_run: bool, plan: Any) -> None:

@@ -384,3 +384,49 @@ def test_status_mapping_covers_azure_ml_statuses() -> None:
         assert status in azure_jobs.AZURE_STATUS
     assert azure_jobs.job_status("Finalizing") == JobStatus.RUNNING
     assert azure_jobs.job_status("Preparing") == JobStatus.QUEUED
+
+
+def test_without_the_private_run_history_path_the_public_stream_is_followed(
+    config: Config, world: AzureWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A future azure-ai-ml may move `jobs._runs_operations`: the logs still come, from the
+    SDK's public `jobs.stream()` (which prints them) turned into lines."""
+    jobs = azure(config, world)
+    name = jobs.submit(spec(config)).name
+    url = f"https://acct.blob.core.windows.net/azureml/ExperimentRun/dcid.{name}/{STD_LOG}"
+    world.blobs[("acct", "azureml", f"ExperimentRun/dcid.{name}/{STD_LOG}")] = (
+        b"Data: 160 training rows\nDone: model saved\n"
+    )
+    logs = {STD_LOG: url + "?sv=1&sig=x"}
+
+    def stream(since: int = 0) -> list[Any]:
+        world.run_scripts[name] = [
+            {"status": "Running", "log_files": logs},
+            {"status": "Completed", "log_files": logs},
+        ]
+        return collect(jobs, name, since)
+
+    monkeypatch.setattr(azure_jobs, "RUNS_OPERATIONS", "_runs_operations_moved")
+    lines = stream()
+    texts = [line.text for line in lines]
+    assert "Data: 160 training rows" in texts and "Done: model saved" in texts
+    assert any(text.startswith("RunId:") for text in texts)  # jobs.stream()'s own header
+    assert [line.text for line in stream(since=lines[2].offset)] == texts[3:]
+    assert jobs.get(name).status == JobStatus.COMPLETED  # reading needs no private path
+
+
+def test_azure_ai_ml_is_capped_at_the_tested_minor() -> None:
+    """phiops reads private SDK parts (run history, the log filter): a new minor must be
+    tested before it is allowed in."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    [spec] = [item for item in declared if item.startswith("azure-ai-ml")]
+    allowed = SpecifierSet(spec.removeprefix("azure-ai-ml"))
+    major, minor = (int(part) for part in version("azure-ai-ml").split(".")[:2])
+    assert version("azure-ai-ml") in allowed
+    assert f"{major}.{minor + 1}.0" not in allowed

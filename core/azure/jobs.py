@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import re
 import shlex
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -276,14 +278,72 @@ def plan(config: Config, spec: JobSpec, name: str | None = None) -> AzurePlan:
 # -- the log stream ------------------------------------------------------------------------
 
 
+RUNS_OPERATIONS = "_runs_operations"  # the SDK's private run-history client on `jobs`
 TERMINAL = {"Completed", "Failed", "Canceled", "NotResponding", "Paused"}
+
+
+# What `jobs.stream()` shows of a command job's logs when the SDK's helper is not there:
+# rank 0's user log of the common runtime (user_logs/std_log.txt, std_log_process_0.txt).
+STREAMABLE = re.compile(
+    r"^user_logs/std_log(_process_0+)?\.txt$|^azureml-logs/70_driver_log(_0)?\.txt$"
+)
 
 
 def streamable_logs(log_files: dict[str, str]) -> list[str]:
     """The user log files `jobs.stream()` shows (rank 0 only), in its order."""
-    from azure.ai.ml.operations._job_ops_helper import _get_sorted_filtered_logs
-
+    try:  # the SDK's own filter, private: azure-ai-ml is capped at the tested minor
+        from azure.ai.ml.operations._job_ops_helper import _get_sorted_filtered_logs
+    except ImportError:
+        return sorted(name for name in log_files if STREAMABLE.match(name))
     return _get_sorted_filtered_logs(list(log_files), "command")
+
+
+class LineQueue(io.TextIOBase):
+    """A text stream whose complete lines go to an asyncio queue (from any thread)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        self.loop, self.queue, self.rest = loop, queue, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.rest = (self.rest + text).split("\n")
+        for line in lines:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, line)
+        return len(text)
+
+    def close_stream(self) -> None:
+        if self.rest:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, self.rest)
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, None)
+
+
+async def public_stream(ml_client: Any, name: str, since: int = 0) -> AsyncIterator[LogLine]:
+    """The SDK's public `jobs.stream(name)` as lines: it prints (to sys.stdout) the job's
+    logs from the start until the job ends, so it runs in a thread with stdout captured,
+    and `since` (bytes of lines already shown) skips what a previous call showed. Used only
+    when the private path `stream_logs` polls is missing."""
+    import contextlib
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    sink = LineQueue(loop, queue)
+
+    def run() -> None:
+        try:
+            with contextlib.redirect_stdout(sink):
+                ml_client.jobs.stream(name)
+        finally:
+            sink.close_stream()
+
+    worker = asyncio.ensure_future(asyncio.to_thread(run))
+    offset = 0
+    while (text := await queue.get()) is not None:
+        offset += len(text.encode()) + 1
+        if offset > since:
+            yield LogLine(text, offset, "jobs.stream")
+    await worker  # the SDK's own error, if it failed
 
 
 def transient(error: BaseException) -> bool:
@@ -512,8 +572,12 @@ class AzureJobs:
         with azure_errors(f"read job {name}"):
             job = self.ml_client.jobs.get(name)
             details = None
-            if job_status(job.status).is_final or job_status(job.status) == JobStatus.RUNNING:
-                details = self._runs.get_run_details(name)
+            runs = self._runs
+            final_or_running = job_status(job.status).is_final or (
+                job_status(job.status) == JobStatus.RUNNING
+            )
+            if runs is not None and final_or_running:
+                details = runs.get_run_details(name)
         return self._info(job, details)
 
     def list(self, limit: int = 50) -> list[JobInfo]:
@@ -576,7 +640,8 @@ class AzureJobs:
 
     @property
     def _runs(self) -> Any:
-        return self.ml_client.jobs._runs_operations  # what jobs.stream() polls
+        """What `jobs.stream()` polls: private, so None when a future SDK moved it."""
+        return getattr(self.ml_client.jobs, RUNS_OPERATIONS, None)
 
     def _info(self, job: Any, details: Any = None) -> JobInfo:
         status = job_status(getattr(job, "status", None))
@@ -619,6 +684,13 @@ class AzureJobs:
 
         offsets = dict(since) if isinstance(since, dict) else {}
         runs = self._runs
+        if runs is None:
+            with azure_errors(f"follow the logs of job {name}"):
+                async for line in public_stream(
+                    self.ml_client, name, since if isinstance(since, int) else 0
+                ):
+                    yield line
+            return
 
         def details() -> Any:
             found = runs.get_run_details(name)

@@ -430,3 +430,19 @@ def test_azure_ai_ml_is_capped_at_the_tested_minor() -> None:
     major, minor = (int(part) for part in version("azure-ai-ml").split(".")[:2])
     assert version("azure-ai-ml") in allowed
     assert f"{major}.{minor + 1}.0" not in allowed
+
+
+def test_the_tracking_token_is_renewed_before_it_expires(
+    config: Config, world: AzureWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Azure tokens last about an hour; the TUI reads metrics for longer than that."""
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    now = [1_000_000.0]
+    world.clock = lambda: now[0]  # when the fake's tokens expire, and when phiops thinks it is
+    world.mlflow = MlflowRuns()
+    world.mlflow.log("quiet_lamp", "loss", 1, 2.0)
+    jobs = azure(config, world, clock=lambda: now[0])
+    assert [p.value for p in jobs.metrics("quiet_lamp")] == [2.0]
+    for _ in range(3):  # hours go by between two looks
+        now[0] += 3500
+        assert [p.value for p in jobs.metrics("quiet_lamp")] == [2.0]

@@ -21,6 +21,7 @@ import hashlib
 import io
 import re
 import shlex
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -278,6 +279,7 @@ def plan(config: Config, spec: JobSpec, name: str | None = None) -> AzurePlan:
 # -- the log stream ------------------------------------------------------------------------
 
 
+TOKEN_MARGIN_S = 300  # renew the tracking token when it has less than this left
 RUNS_OPERATIONS = "_runs_operations"  # the SDK's private run-history client on `jobs`
 TERMINAL = {"Completed", "Failed", "Canceled", "NotResponding", "Paused"}
 
@@ -487,12 +489,15 @@ class AzureJobs:
         http_transport: Any = None,
         mlflow_client: Any = None,
         poll_interval: tuple[float, float] = (2.0, 15.0),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.clients = clients
         self._http_transport = http_transport
         self._mlflow_client = mlflow_client
         self._poll_interval = poll_interval
+        self._clock = clock
+        self._tracking_token: Any = None
 
     @property
     def ml_client(self) -> Any:
@@ -617,8 +622,16 @@ class AzureJobs:
 
     def metrics(self, name: str) -> list[MetricPoint]:
         """The job's MLflow metrics: on Azure ML the run id is the job name."""
+        from mlflow.exceptions import MlflowException
+
         with azure_errors(f"read the metrics of job {name}"):
-            return metric_history(self._mlflow(), name)
+            try:
+                return metric_history(self._mlflow(), name)
+            except MlflowException as error:
+                first = str(error.message).strip().splitlines()[0][:300]
+                raise PhiopsError(
+                    f"the workspace's MLflow refused the metrics of job {name} ({first})"
+                ) from None
 
     def _mlflow(self) -> Any:
         """The workspace's MLflow server over plain MLflow REST, with an Azure token.
@@ -627,16 +640,27 @@ class AzureJobs:
         mlflow-skinny than phiops uses; the REST API it wraps takes a bearer token.
         """
         if self._mlflow_client is None:
-            import os
-
             from mlflow.tracking import MlflowClient
 
             workspace = self.ml_client.workspaces.get(self.config.workspace)
             uri = "https://" + workspace.mlflow_tracking_uri.removeprefix("azureml://")
-            token = self.clients.credential.get_token("https://management.azure.com/.default")
-            os.environ["MLFLOW_TRACKING_TOKEN"] = token.token
             self._mlflow_client = MlflowClient(tracking_uri=uri)
+            self._renew_token = True
+        if getattr(self, "_renew_token", False):
+            self._fresh_token()
         return self._mlflow_client
+
+    def _fresh_token(self) -> None:
+        """The bearer token MLflow sends (read from MLFLOW_TRACKING_TOKEN on each request),
+        renewed when it has less than TOKEN_MARGIN_S left: Azure's last about an hour, and
+        the TUI follows a job's metrics for longer."""
+        import os
+
+        token = self._tracking_token
+        if token is None or token.expires_on - self._clock() < TOKEN_MARGIN_S:
+            token = self.clients.credential.get_token("https://management.azure.com/.default")
+            self._tracking_token = token
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token.token
 
     @property
     def _runs(self) -> Any:

@@ -88,38 +88,53 @@ def test_inside_azure_ml_a_job_without_a_usable_gpu_stops_at_once(
         assert not (out / "checkpoints").exists()
 
 
-def test_the_planned_command_runs_as_azure_ml_runs_it_and_its_model_registers(
+def test_the_planned_command_runs_as_azure_ml_runs_it_restarts_and_its_model_registers(
     tmp_path: Path, config: Config, tiny_base_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = planned_job(config, tiny_base_model, "--max-steps", "4", "--save-steps", "2")
+    """The first attempt is pre-empted (SIGTERM) after a few steps; Azure ML restarts the
+    job on a new node with the same output and run: the node's disk is empty, the mirrored
+    checkpoint is what the `--resume` in the command finds, and the job ends Completed."""
+    job = planned_job(config, tiny_base_model, "--max-steps", "12", "--save-steps", "100")
     assert "--allow-cpu" in job.command and "--resume" in job.command
     with AzureLikeTracking(tmp_path / "tracking") as tracking:
         run_id, experiment_id = tracking.create_run("phi3-finetune", job.name)
-        run = run_like_azure_ml(
-            job,
-            tmp_path / "node",
-            tracking_uri=tracking.uri,
-            run_id=run_id,
-            experiment_id=experiment_id,
+        ids = {"tracking_uri": tracking.uri, "run_id": run_id, "experiment_id": experiment_id}
+        process, first = run_like_azure_ml(job, tmp_path / "node-1", popen=True, **ids)
+        output = first.outputs["model_output"]
+        try:
+            deadline = time.monotonic() + 240
+            while not any(e.get("step", 0) >= 3 for e in events(output)):
+                assert process.poll() is None, process.stdout.read()[-3000:]
+                assert time.monotonic() < deadline, "the job never reached step 3"
+                time.sleep(0.05)
+            os.killpg(process.pid, signal.SIGTERM)  # what a pre-emption sends
+            log, _ = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        assert process.returncode == 75, log[-3000:]
+        # The checkpoint was written on the node and mirrored, complete, into the output.
+        local = first.node_local / "phiops-checkpoints" / job.name
+        [saved] = sorted((output / "checkpoints").glob("checkpoint-*"))
+        assert (local / saved.name / "trainer_state.json").is_file()
+        assert (saved / "trainer_state.json").is_file() and (saved / "optimizer.pt").is_file()
+
+        second = run_like_azure_ml(
+            job, tmp_path / "node-2", outputs=first.outputs, timeout=300, **ids
         )
-        log = run.result.stdout + run.result.stderr
-        assert run.result.returncode == 0, log[-4000:]  # the job ends Completed
+        log = second.result.stdout + second.result.stderr
+        assert second.result.returncode == 0, log[-4000:]  # the job ends Completed
+        assert f"Resuming from {saved}" in log
+        started = [e for e in events(output) if e.get("message") == "training started"]
+        assert started[-1]["step"] == int(saved.name.split("-")[1])  # not from zero
         info = tracking.client().get_run(run_id)
-        assert info.info.status == "FINISHED"
-        assert [m.step for m in tracking.client().get_metric_history(run_id, "loss")]
-        assert info.data.params["device"] == "cpu"
+        assert info.info.status == "FINISHED" and info.data.params["device"] == "cpu"
+        steps = [m.step for m in tracking.client().get_metric_history(run_id, "loss")]
+        assert max(steps) == 12
     assert tracking.refused == []  # the logged-models API was not called
     assert "not logged to the run" in log
-
-    output = run.outputs["model_output"]
     assert (output / "mlflow_model" / "MLmodel").is_file()
     assert (output / "hf_model" / "config.json").is_file()
-    # Checkpoints went to the node's disk; the output holds the newest one, complete.
-    local = run.node_local / "phiops-checkpoints" / job.name
-    assert sorted(p.name for p in local.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    mirrored = sorted((output / "checkpoints").glob("checkpoint-*"))
-    assert [p.name for p in mirrored] == ["checkpoint-4"]
-    assert (mirrored[0] / "trainer_state.json").is_file()
 
     # Registration takes the output's MLflow model (the fake reads its MLmodel file).
     world = provision(AzureWorld(), config)
@@ -140,38 +155,6 @@ def test_the_planned_command_runs_as_azure_ml_runs_it_and_its_model_registers(
     (tmp_path / "empty").mkdir()
     with pytest.raises(PhiopsError, match="No MLmodel file found"):
         registry.register_from_job(completed, "phi3-finetuned")
-
-
-def test_a_restarted_job_continues_from_the_checkpoint_in_its_output(
-    tmp_path: Path, config: Config, tiny_base_model: Path
-) -> None:
-    """Azure ML restarts a pre-empted job on a new node with the same output: the node's
-    disk is empty, the mirrored checkpoint is what the `--resume` in the command finds."""
-    job = planned_job(config, tiny_base_model, "--max-steps", "12", "--save-steps", "100")
-    process, first = run_like_azure_ml(job, tmp_path / "node-1", popen=True)
-    output = first.outputs["model_output"]
-    try:
-        deadline = time.monotonic() + 240
-        while not any(e.get("step", 0) >= 3 for e in events(output)):
-            assert process.poll() is None, process.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "the job never reached step 3"
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGTERM)  # what a pre-emption sends
-        log, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 75, log[-3000:]
-    [saved] = sorted((output / "checkpoints").glob("checkpoint-*"))
-    assert (saved / "trainer_state.json").is_file() and (saved / "optimizer.pt").is_file()
-
-    second = run_like_azure_ml(job, tmp_path / "node-2", outputs=first.outputs, timeout=300)
-    log = second.result.stdout + second.result.stderr
-    assert second.result.returncode == 0, log[-3000:]
-    assert f"Resuming from {saved}" in log
-    started = [e for e in events(output) if e.get("message") == "training started"]
-    assert started[-1]["step"] == int(saved.name.split("-")[1])  # not from zero
-    assert (output / "mlflow_model" / "MLmodel").is_file()
 
 
 def test_after_training_a_tracking_failure_is_a_warning(

@@ -118,7 +118,9 @@ def chat_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory: pytest.TempPathFactory, chat_dataset) -> Path:
-    """A tiny Phi-3 base model scaffolded once per session from `chat_dataset` (read-only)."""
+    """The Phi-3-mini twin (`scaffold_tiny.py`, size tiny) scaffolded once per session from
+    `chat_dataset` (read-only): Phi-3-mini's vocabulary, special token ids, tokenizer files,
+    config and generation config, only narrow and shallow."""
     import subprocess
     import sys
 
@@ -128,13 +130,13 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory, chat_dataset) -> P
         [sys.executable, str(TRAINER / "scaffold_tiny.py"), str(out), "--from-data", *data],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=300,
     )
     return out
 
 
 # Flags for a trainer run short enough for tests that still learns the chat format.
-QUICK_TRAINING = ["--max-length", "64", "--batch-size", "2", "--learning-rate", "1e-2"]
+QUICK_TRAINING = ["--max-length", "96", "--batch-size", "2", "--learning-rate", "1e-2"]
 QUICK_TRAINING += ["--warmup", "0.1", "--logging-steps", "1", "--save-steps", "1000"]
 
 
@@ -145,8 +147,10 @@ def run_fine_tune(
     *extra: str,
     env: dict[str, str] | None = None,
     timeout: float = 300,
+    learning_rate: str | None = "1e-2",
 ):
-    """Run trainer/fine_tune.py as a job would; MLflow tracking only if `env` asks for it."""
+    """Run trainer/fine_tune.py as a job would, with QUICK_TRAINING's flags (its learning
+    rate replaced; None leaves the trainer's default); MLflow only if `env` asks for it."""
     import subprocess
     import sys
 
@@ -158,8 +162,11 @@ def run_fine_tune(
         "--base-model": base_model,
     }
     flags = [item for flag, path in paths.items() for item in (flag, str(path))]
+    quick = list(QUICK_TRAINING)
+    at = quick.index("--learning-rate")
+    quick[at : at + 2] = ["--learning-rate", learning_rate] if learning_rate else []
     return subprocess.run(
-        [sys.executable, str(TRAINER / "fine_tune.py"), *flags, *QUICK_TRAINING, *extra],
+        [sys.executable, str(TRAINER / "fine_tune.py"), *flags, *quick, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -169,7 +176,7 @@ def run_fine_tune(
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, chat_dataset, tiny_base_model):
-    """A fine-tuned tiny model (read-only): D with hf_model/, mlflow_model/, events.jsonl.
+    """A fine-tuned twin (read-only): D with hf_model/, mlflow_model/, events.jsonl.
 
     Trained for 2 epochs, enough to answer in the chat format and stop at `<|end|>`.
     """

@@ -201,6 +201,7 @@ def build_job(
             "--eval-file ${{inputs.test_data}}",
             f"--model-output-dir ${{{{outputs.{MODEL_OUTPUT}}}}}",
             f"--base-model {base_model_arg}",
+            *(shlex.quote(arg) for arg in config.revision_args(base_model)),
             *(shlex.quote(arg) for arg in spec.trainer_args),
         ]
     )

@@ -1,4 +1,4 @@
-"""trainer/fine_tune.py end to end on the tiny Phi-3: learning, MLflow, resume, LoRA, bad data."""
+"""trainer/fine_tune.py end to end on the Phi-3-mini twin: learning, MLflow, resume, bad data."""
 
 from __future__ import annotations
 

@@ -77,7 +77,6 @@ def test_bf16_gpu_recipe_moves_every_weight_at_the_default_lr(
         learning_rate=None,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "compute bfloat16, trainable weights float32, autocast" in result.stdout
     checkpoint = out / "checkpoints" / "checkpoint-6"
     trained = load_file(checkpoint / "model.safetensors")
     base = load_file(tiny_base_model / "model.safetensors")
@@ -87,6 +86,7 @@ def test_bf16_gpu_recipe_moves_every_weight_at_the_default_lr(
     states = [s for s in optimizer["state"].values() if "exp_avg" in s]
     assert states and {s["exp_avg"].dtype for s in states} == {torch.float32}
     assert optimizer["param_groups"][0]["lr"] == pytest.approx(5e-6)
+    assert "compute bfloat16, trainable weights float32, autocast" in result.stdout
 
     rows = conversations(chat_dataset["train"])[:24]
     assert mean_loss(tiny_base_model, rows, checkpoint / "model.safetensors") < mean_loss(
@@ -112,18 +112,33 @@ def test_pure_bf16_is_an_explicit_choice_with_a_warning(
     assert refused.returncode == 2 and "--pure-bf16" in refused.stderr
 
 
-def test_fp16_gpu_recipe_trains_without_unscaling_fp16_gradients(
-    tmp_path: Path, chat_dataset, tiny_base_model
-) -> None:
-    """Defect 5: on fp16-only GPUs (V100) fp16 weights crashed the gradient scaler; the
-    plan keeps fp32 master weights under fp16 autocast, and LoRA fp32 adapters."""
-    out = tmp_path / "model"
-    result = run_fine_tune(
-        out, tiny_base_model, chat_dataset, "--dtype", "float16", "--max-steps", "2",
-        "--eval-strategy", "no",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "compute float16, trainable weights float32, autocast" in result.stdout
+def test_fp16_gpu_plan_keeps_the_gradient_scaler_working(tiny_base_model: Path) -> None:
+    """Defect 5: on fp16-only GPUs (V100) the seed's fp16 weights made the gradient scaler
+    refuse their fp16 gradients; the plan's fp32 master weights give it fp32 ones. Checked
+    with torch's own GradScaler and fp16 autocast (accelerate runs neither on a CPU)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    hardware = trainer_module("hardware")
+    ids = torch.tensor([[32010, 400, 401, 402, 32007, 32001, 403, 404, 32007]])
+
+    def one_step(weights: str) -> None:
+        model = AutoModelForCausalLM.from_pretrained(tiny_base_model, dtype=getattr(torch, weights))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-6)
+        scaler = torch.amp.GradScaler("cpu")
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)  # unscales the gradients first
+        scaler.update()
+
+    for lora in (False, True):
+        plan = hardware.precision_plan("float16", lora=lora)
+        assert plan.autocast and plan.compute == "float16"
+    full = hardware.precision_plan("float16", lora=False)
+    one_step(full.weights)  # fp32 master weights: the scaler unscales fp32 gradients
+    with pytest.raises(ValueError, match="unscale FP16 gradients"):
+        one_step("float16")  # what loading the weights in the compute dtype did
 
 
 def reversed_capitals(path: Path, count: int = 48) -> Path:

@@ -23,6 +23,10 @@ from core.paths import STORE_DIRNAME, find_config_path
 ENV_PREFIX = "PHIOPS_"
 BACKENDS = ("local", "azure")
 CREDENTIALS = ("default", "cli", "device-code", "managed-identity", "environment")
+DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
+# The hub commit of DEFAULT_BASE_MODEL whose chat template the trainer and the serving code
+# are built for (trainer/fine_tune.py pins the same one).
+DEFAULT_BASE_MODEL_REVISION = "f39ac1d28e925b323eae81227eaba4464caced4e"
 
 
 def _field(default: Any, section: str, help: str, choices: tuple[str, ...] = ()) -> Any:
@@ -42,8 +46,11 @@ class Config:
     dataset_config: str = _field("default", "data", "hub dataset configuration")
     dataset_split: str = _field("train_sft[:1%]", "data", "split expression to prepare")
 
-    base_model: str = _field(
-        "microsoft/Phi-3-mini-4k-instruct", "model", "hub id or local folder to fine-tune"
+    base_model: str = _field(DEFAULT_BASE_MODEL, "model", "hub id or local folder to fine-tune")
+    base_model_revision: str = _field(
+        DEFAULT_BASE_MODEL_REVISION,
+        "model",
+        "hub commit, tag or branch of base_model (empty: the hub's main)",
     )
     model_name: str = _field("phi3-finetuned", "model", "name in the model registry")
 
@@ -86,6 +93,22 @@ class Config:
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{self.identity_name}"
         )
+
+    def revision_for(self, base_model: str) -> str:
+        """The hub revision to train `base_model` at ("" for the hub's main, or a folder).
+
+        The default pin belongs to the default model; a revision set in the file or the
+        environment applies to whichever hub model is trained."""
+        if self.resolve(base_model).exists():
+            return ""
+        if base_model == DEFAULT_BASE_MODEL or "base_model_revision" in self.sources:
+            return self.base_model_revision
+        return ""
+
+    def revision_args(self, base_model: str) -> list[str]:
+        """The trainer's `--base-model-revision` option for `base_model`, if it has one."""
+        revision = self.revision_for(base_model)
+        return ["--base-model-revision", revision] if revision else []
 
     def resolve(self, value: str | os.PathLike[str]) -> Path:
         """A path from the config, relative to the project folder."""

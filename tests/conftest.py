@@ -54,7 +54,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-# -- trainer fixtures: a chat dataset, a tiny Phi-3 base model, a trained model ----------
+# -- trainer fixtures: a chat dataset, the Phi-3-mini twin, a trained model --------------
 
 TRAINER = REPO / "trainer"
 CAPITALS = [
@@ -120,7 +120,9 @@ def chat_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory: pytest.TempPathFactory, chat_dataset) -> Path:
-    """A tiny Phi-3 base model scaffolded once per session from `chat_dataset` (read-only)."""
+    """The Phi-3-mini twin (`scaffold_tiny.py`, size tiny) scaffolded once per session from
+    `chat_dataset` (read-only): Phi-3-mini's vocabulary, special token ids, tokenizer files,
+    config and generation config, only narrow and shallow."""
     import subprocess
     import sys
 
@@ -147,8 +149,10 @@ def run_fine_tune(
     *extra: str,
     env: dict[str, str] | None = None,
     timeout: float = HANG,
+    learning_rate: str | None = "1e-2",
 ):
-    """Run trainer/fine_tune.py as a job would; MLflow tracking only if `env` asks for it."""
+    """Run trainer/fine_tune.py as a job would, with QUICK_TRAINING's flags (its learning
+    rate replaced; None leaves the trainer's default); MLflow only if `env` asks for it."""
     import subprocess
     import sys
 
@@ -160,8 +164,11 @@ def run_fine_tune(
         "--base-model": base_model,
     }
     flags = [item for flag, path in paths.items() for item in (flag, str(path))]
+    quick = list(QUICK_TRAINING)
+    at = quick.index("--learning-rate")
+    quick[at : at + 2] = ["--learning-rate", learning_rate] if learning_rate else []
     return subprocess.run(
-        [sys.executable, str(TRAINER / "fine_tune.py"), *flags, *QUICK_TRAINING, *extra],
+        [sys.executable, str(TRAINER / "fine_tune.py"), *flags, *quick, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -171,7 +178,7 @@ def run_fine_tune(
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, chat_dataset, tiny_base_model):
-    """A fine-tuned tiny model (read-only): D with hf_model/, mlflow_model/, events.jsonl.
+    """A fine-tuned twin (read-only): D with hf_model/, mlflow_model/, events.jsonl.
 
     Trained for 2 epochs, enough to answer in the chat format and stop at `<|end|>`.
     """

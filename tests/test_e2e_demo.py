@@ -1,6 +1,6 @@
 """The README's first command end to end: `phiops demo` on the local backend, as a user runs it.
 
-One real pipeline (sample data → tiny Phi-3 → fine-tuning job → registry → blue/green
+One real pipeline (sample data → Phi-3-mini twin → fine-tuning job → registry → blue/green
 endpoint → Prompt flow in-process) with the demo's own recipe, so a break anywhere in the
 chain, or a model that never learned the theme or never stops talking, fails here.
 """

@@ -157,3 +157,67 @@ def test_a_weight_zero_turn_gets_no_loss(tmp_path: Path, tiny_base_model: Path) 
         ids = [token for token, label in pairs if label != -100]
         trained.append(tokenizer.decode(ids))
     assert trained == [f"Sorry: Lima.<|end|>\n{tokenizer.eos_token}"] * 2  # no "Paris."
+
+
+@pytest.mark.parametrize(
+    ("compute", "lora", "pure", "expected"),
+    [
+        # A bf16 GPU (or a CPU told --dtype bfloat16): fp32 master weights under autocast.
+        ("bfloat16", False, False, ("bfloat16", "float32", True)),
+        ("bfloat16", False, True, ("bfloat16", "bfloat16", False)),  # --pure-bf16
+        # A V100: fp32 master weights, so the gradient scaler never meets fp16 gradients.
+        ("float16", False, False, ("float16", "float32", True)),
+        ("float16", False, True, ("float16", "float32", True)),  # pure bf16 needs bf16
+        # LoRA: the frozen base in the compute dtype; PEFT keeps the adapters in fp32.
+        ("bfloat16", True, False, ("bfloat16", "bfloat16", True)),
+        ("float16", True, False, ("float16", "float16", True)),
+        ("float32", False, False, ("float32", "float32", False)),
+    ],
+)
+def test_precision_plan(compute: str, lora: bool, pure: bool, expected: tuple) -> None:
+    plan = trainer_module("hardware").precision_plan(compute, lora, pure)
+    assert (plan.compute, plan.weights, plan.autocast) == expected
+    assert plan.pure == (pure and compute == "bfloat16")
+
+
+def test_plain_encoding_matches_the_chat_template_after_the_fix(tiny_base_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    phi3_chat = trainer_module("phi3_chat")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    messages = [{"role": "user", "content": "Hi"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    templated = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_dict=True
+    )["input_ids"]
+    assert tokenizer(text)["input_ids"] == [tokenizer.bos_token_id, *templated]  # the hub's files
+    assert phi3_chat.encode_as_chat_template(tokenizer) is True
+    assert tokenizer(text)["input_ids"] == templated
+    assert phi3_chat.encode_as_chat_template(tokenizer) is False  # already so
+
+
+def test_the_default_base_model_is_pinned_to_a_revision(tmp_path: Path) -> None:
+    from core.config import Config
+
+    sys.path.insert(0, str(TRAINER))  # fine_tune imports its siblings flatly
+    try:
+        fine_tune = trainer_module("fine_tune")
+    finally:
+        sys.path.remove(str(TRAINER))
+    common = ["--train-file", "t", "--eval-file", "e", "--model-output-dir", "o"]
+    args = fine_tune.parse_args(common)
+    assert args.base_model_revision == fine_tune.DEFAULT_BASE_MODEL_REVISION
+    assert fine_tune.parse_args([*common, "--base-model", "org/other"]).base_model_revision is None
+    local = fine_tune.parse_args([*common, "--base-model", str(tmp_path)])
+    assert fine_tune.hub_revision(local) is None
+
+    config = Config(path=tmp_path / "phiops.toml")
+    assert config.base_model_revision == fine_tune.DEFAULT_BASE_MODEL_REVISION
+    assert config.revision_args(config.base_model) == [
+        "--base-model-revision", fine_tune.DEFAULT_BASE_MODEL_REVISION,
+    ]  # fmt: skip
+    assert config.revision_args("org/other") == []  # the default pin is Phi-3-mini's
+    assert config.revision_args(str(tmp_path)) == []  # a folder has nothing to pin
+    config.sources["base_model_revision"] = "file"
+    config.base_model_revision = "v2"
+    assert config.revision_args("org/other") == ["--base-model-revision", "v2"]

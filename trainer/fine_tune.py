@@ -5,7 +5,9 @@
         [--lora] [--resume] [--events-file events.jsonl]
 
 Defaults are the seed's recipe for Phi-3-mini (lr 5e-6, cosine, 20% warm-up, 3 epochs,
-batch 4, packing, max length 2048, gradient checkpointing, evaluation each epoch, seed 0).
+batch 4, packing, max length 2048, gradient checkpointing, evaluation each epoch, seed 0),
+except where it could not learn: fp32 master weights under bf16 autocast instead of bf16
+weights, lr 2e-4 for `--lora`, and packing that keeps conversations whole and apart (bfd).
 
 Exit codes: 0 done; 1 failed (one sentence on stderr; a bad data row is named by line);
 2 usage error; 75 stopped by SIGINT/SIGTERM after saving a checkpoint (run again with
@@ -31,6 +33,13 @@ from chat_data import InvalidDataError, has_zero_weight, read_chat_rows
 
 PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
+# The hub commit of DEFAULT_BASE_MODEL the pipeline is built for (its chat template is
+# phi3_chat.PHI3_CHAT_TEMPLATE): a change upstream must not change training silently.
+DEFAULT_BASE_MODEL_REVISION = "f39ac1d28e925b323eae81227eaba4464caced4e"
+# Peak learning rates by method: the seed's 5e-6 for every weight; LoRA adapters start at
+# zero and need ~40x more (2e-4 for r 16 / alpha 32, as PEFT's and TRL's examples use).
+LEARNING_RATES = {"full": 5e-6, "lora": 2e-4}
+DTYPES = ["bfloat16", "float16", "float32"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,18 @@ class ChatData:
 
 class JobError(Exception):
     """A failure the user can act on; printed as one sentence, without a traceback."""
+
+
+def _learning_rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be above 0")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     io.add_argument("--model-output-dir", type=Path, required=True, help="where D/... goes")
     io.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help="hub id or local folder")
     io.add_argument(
+        "--base-model-revision",
+        default=None,
+        help=f"hub revision (branch, tag or commit) of a hub base model; default for "
+        f"{DEFAULT_BASE_MODEL}: {DEFAULT_BASE_MODEL_REVISION}, else the hub's main",
+    )
+    io.add_argument(
         "--events-file",
         type=Path,
         default=os.environ.get("PHIOPS_EVENTS_FILE") or None,
@@ -62,7 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     io.add_argument("--resume", action="store_true", help="continue from D/checkpoints' latest")
 
     recipe = parser.add_argument_group("recipe")
-    recipe.add_argument("--learning-rate", type=float, default=5e-6)
+    recipe.add_argument(
+        "--learning-rate",
+        type=_learning_rate,
+        default="auto",
+        help=f"peak learning rate; auto: {LEARNING_RATES['full']:g} for a full fine-tune, "
+        f"{LEARNING_RATES['lora']:g} with --lora",
+    )
     recipe.add_argument("--lr-scheduler", default="cosine")
     recipe.add_argument("--warmup", type=float, default=0.2, help="fraction (<1) or steps")
     recipe.add_argument("--epochs", type=float, default=3.0)
@@ -76,7 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--packing-strategy",
         choices=["auto", "bfd", "bfd_split", "wrapped"],
         default="auto",
-        help="auto: bfd with FlashAttention (padding-free), wrapped otherwise",
+        help="auto: bfd. bfd/bfd_split pack whole conversations (bfd_split splits one longer "
+        "than --max-length) with position ids that restart at each, so attention stays "
+        "inside a conversation on every attention kernel; wrapped cuts the token stream at "
+        "--max-length and lets attention cross conversations",
     )
     recipe.add_argument(
         "--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True
@@ -115,7 +151,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     machine = parser.add_argument_group("machine")
     machine.add_argument(
-        "--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto"
+        "--dtype",
+        choices=["auto", *DTYPES],
+        default="auto",
+        help="compute dtype; auto: bf16 on GPUs that have it, fp16 on older ones, fp32 on "
+        "CPU (bf16 for a LoRA base on CPUs with native bf16). A full fine-tune keeps fp32 "
+        "master weights under bf16/fp16 autocast",
+    )
+    machine.add_argument(
+        "--pure-bf16",
+        action="store_true",
+        help="full fine-tune with bf16 weights and optimizer states (half the memory of fp32 "
+        "master weights, but updates below half a bf16 step are lost: at lr 5e-6 most are)",
+    )
+    machine.add_argument(
+        "--save-dtype",
+        choices=["auto", *DTYPES],
+        default="auto",
+        help="dtype of the saved model; auto: the base model's (Phi-3-mini: bfloat16)",
     )
     machine.add_argument(
         "--attn-implementation",
@@ -138,6 +191,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.eval_batch_size is None:
         args.eval_batch_size = args.batch_size
+    if args.learning_rate == "auto":
+        args.learning_rate = LEARNING_RATES["lora" if args.lora else "full"]
+    if args.pure_bf16 and (args.lora or args.dtype not in ("auto", "bfloat16")):
+        parser.error("--pure-bf16 is for a full fine-tune computing in bfloat16")
+    if args.base_model_revision is None and args.base_model == DEFAULT_BASE_MODEL:
+        args.base_model_revision = DEFAULT_BASE_MODEL_REVISION
     if args.eval_strategy == "steps" and not args.eval_steps:
         parser.error("--eval-strategy steps needs --eval-steps")
     for name in ("batch_size", "eval_batch_size", "max_length", "save_steps", "logging_steps"):
@@ -150,17 +209,32 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def load_base(args, hardware):
-    """The tokenizer (with a chat template and a real pad token) and the model to train."""
-    import torch
-    from phi3_chat import align_generation_config, ensure_chat_template, ensure_pad_token
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def hub_revision(args) -> str | None:
+    """The revision to load: none for a local folder (there is nothing to pin)."""
+    return None if Path(args.base_model).is_dir() else args.base_model_revision
 
+
+def load_base(args, hardware):
+    """The tokenizer (chat template, real pad token, plain encoding as the template's) and
+    the model to train, in the precision plan's weight dtype; and the base's stored dtype."""
+    import torch
+    from phi3_chat import (
+        PHI3_CHAT_TEMPLATE,
+        align_generation_config,
+        encode_as_chat_template,
+        ensure_chat_template,
+        ensure_pad_token,
+    )
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    revision = hub_revision(args)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.base_model)
+        stored = AutoConfig.from_pretrained(args.base_model, revision=revision).dtype
+        tokenizer = AutoTokenizer.from_pretrained(args.base_model, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(
             args.base_model,
-            dtype=getattr(torch, hardware.dtype),
+            revision=revision,
+            dtype=getattr(torch, hardware.precision.weights),
             attn_implementation=hardware.attention,
         )
     except (OSError, ValueError) as error:  # missing folder, unknown hub id, offline
@@ -168,11 +242,26 @@ def load_base(args, hardware):
         raise JobError(f"could not load base model {args.base_model!r}: {first_line}") from None
     if ensure_chat_template(tokenizer):
         print("The base model has no chat template: using Phi-3's.", flush=True)
+    elif args.base_model == DEFAULT_BASE_MODEL and tokenizer.chat_template != PHI3_CHAT_TEMPLATE:
+        print(
+            f"Warning: {args.base_model} at revision {revision} has another chat template "
+            "than the one phiops was built for; training and serving use the model's own.",
+            flush=True,
+        )
+    if encode_as_chat_template(tokenizer):
+        print("Plain encoding no longer adds <s>: the chat template renders none.", flush=True)
     if ensure_pad_token(tokenizer):
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
         print(f"Added a pad token {tokenizer.pad_token!r} (the model had none).", flush=True)
     align_generation_config(model, tokenizer)
-    return tokenizer, model
+    return tokenizer, model, _dtype_name(stored) or hardware.precision.weights
+
+
+def _dtype_name(dtype) -> str | None:
+    """The dtype's name ("bfloat16" for torch.bfloat16); None when the config has none."""
+    if dtype is None:
+        return None
+    return str(dtype).removeprefix("torch.")
 
 
 def weighted_template(tokenizer) -> str:
@@ -216,9 +305,11 @@ def build_config(args, hardware, output_dir: Path):
         logging_steps=args.logging_steps,
         logging_first_step=True,
         seed=args.seed,
-        # Mixed precision on GPU; on CPU a bf16 (LoRA) base simply computes in bf16.
-        bf16=hardware.dtype == "bfloat16" and hardware.device == "cuda",
-        fp16=hardware.dtype == "float16",
+        # Autocast over fp32 master weights (or a frozen half-precision LoRA base), the
+        # same on CPU as on GPU; fp16 also scales the loss.
+        bf16=hardware.precision.autocast and hardware.dtype == "bfloat16",
+        fp16=hardware.precision.autocast and hardware.dtype == "float16",
+        use_cpu=hardware.device == "cpu",
         tf32=True if hardware.device == "cuda" and hardware.dtype == "bfloat16" else None,
         report_to="none",  # MLflow is logged by mlflow_tracking, curated
         include_num_input_tokens_seen="non_padding",
@@ -253,11 +344,12 @@ def lora_config(args, hardware):
     )
 
 
-def curated_params(args, hardware, model, train_rows: int, eval_rows: int) -> dict:
+def curated_params(args, hardware, model, train_rows: int, eval_rows: int, save_dtype: str) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     params = {
         "base_model": args.base_model,
+        "base_model_revision": hub_revision(args) or "",
         "method": "lora" if args.lora else "full",
         "learning_rate": args.learning_rate,
         "lr_scheduler": args.lr_scheduler,
@@ -273,6 +365,9 @@ def curated_params(args, hardware, model, train_rows: int, eval_rows: int) -> di
         "assistant_only_loss": args.assistant_only_loss,
         "seed": args.seed,
         "dtype": hardware.dtype,
+        "weights_dtype": hardware.precision.weights,
+        "mixed_precision": hardware.precision.autocast,
+        "save_dtype": save_dtype,
         "attn_implementation": hardware.attention,
         "device": hardware.device,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
@@ -309,13 +404,51 @@ def model_card(args, trainer) -> str:
     )
 
 
-def save_outputs(trainer, tokenizer, args, tracking) -> None:
-    """Write D/hf_model and D/mlflow_model, each complete or not at all."""
+def merge_lora_in_fp32(peft_model, args, tokenizer):
+    """The adapter merged into an fp32 copy of the base, read again from its files.
+
+    Merging into the base as trained (bf16 on a GPU) adds each low-rank update to bf16
+    weights, rounding small updates away; here W + scale * B @ A is computed in fp32 and
+    rounded once, when the caller casts the result to the save dtype. The copy is built on
+    the CPU, so the GPU needs no room for it.
+    """
+    import torch
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from phi3_chat import align_generation_config
+    from transformers import AutoModelForCausalLM
+
+    adapter = {
+        k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(peft_model).items()
+    }
+    base = AutoModelForCausalLM.from_pretrained(
+        args.base_model, revision=hub_revision(args), dtype=torch.float32
+    )
+    trained_embeddings = peft_model.get_input_embeddings()
+    if base.get_input_embeddings().weight.shape != trained_embeddings.weight.shape:
+        base.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)  # an added pad token
+        for mine, trained in (
+            (base.get_input_embeddings(), trained_embeddings),
+            (base.get_output_embeddings(), peft_model.get_output_embeddings()),
+        ):
+            mine.weight.data.copy_(trained.weight.detach().float().cpu())
+    fp32 = get_peft_model(base, peft_model.peft_config["default"])
+    set_peft_model_state_dict(fp32, adapter)
+    merged = fp32.merge_and_unload()
+    align_generation_config(merged, tokenizer)
+    return merged
+
+
+def save_outputs(trainer, tokenizer, args, tracking, save_dtype: str) -> None:
+    """Write D/hf_model and D/mlflow_model, each complete or not at all; a full or merged
+    model is cast once to `save_dtype` (the base's own dtype unless asked otherwise)."""
+    import torch
     from mlflow_tracking import PackagedModel, save_mlflow_model
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     if args.lora and not args.no_merge:
-        model = model.merge_and_unload()
+        model = merge_lora_in_fp32(model, args, tokenizer)
+    if not (args.lora and args.no_merge):  # an adapter alone stays in fp32
+        model = model.to(getattr(torch, save_dtype))
     model.config.use_cache = True  # turned off for gradient checkpointing; serving wants it
     hf_dir = args.model_output_dir / "hf_model"
     with _replace_dir(hf_dir) as staging:
@@ -377,15 +510,33 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
     if not sys.stderr.isatty():
         hf_logging.disable_progress_bar()
     hardware = machine.detect(
-        args.dtype, args.attn_implementation, args.packing_strategy, frozen_base=args.lora
+        args.dtype,
+        args.attn_implementation,
+        args.packing_strategy,
+        frozen_base=args.lora,
+        pure_bf16=args.pure_bf16,
     )
+    precision = hardware.precision
     print(
-        f"Hardware: {hardware.device} ({hardware.gpus} GPUs), {hardware.dtype}, "
-        f"attention {hardware.attention}, packing {hardware.packing_strategy}",
+        f"Hardware: {hardware.device} ({hardware.gpus} GPUs), compute {precision.compute}, "
+        f"{'trainable' if not args.lora else 'base'} weights {precision.weights}"
+        f"{', autocast' if precision.autocast else ''}, attention {hardware.attention}, "
+        f"packing {hardware.packing_strategy if args.packing else 'off'}",
         flush=True,
     )
+    if args.pure_bf16 and not precision.pure:
+        raise JobError(
+            f"--pure-bf16 needs a bf16 GPU; this machine computes in {precision.compute}"
+        )
+    if precision.pure:
+        print(
+            "Warning: --pure-bf16 keeps the weights and AdamW states in bf16; updates smaller "
+            "than half a bf16 step (most at lr 5e-6) are rounded away.",
+            flush=True,
+        )
     events.emit("loading", message=f"loading {args.base_model}")
-    tokenizer, model = load_base(args, hardware)
+    tokenizer, model, base_dtype = load_base(args, hardware)
+    save_dtype = base_dtype if args.save_dtype == "auto" else args.save_dtype
 
     checkpoints = azure_job.checkpoint_dir(args.model_output_dir)
     resume_from = (
@@ -419,7 +570,7 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
         tokenizer.chat_template = serving_template  # what is saved and served
     tracking.start()
     tracking.log_params(
-        curated_params(args, hardware, trainer.model, len(data.train), len(data.eval))
+        curated_params(args, hardware, trainer.model, len(data.train), len(data.eval), save_dtype)
     )
     if resume_from is not None:
         print(f"Resuming from {resume_from}", flush=True)
@@ -428,12 +579,16 @@ def train(args, data: ChatData, events, stop, tracking) -> None:
     if checkpoint_callback.stopped_at is not None:
         step = checkpoint_callback.stopped_at
         raise Interrupted(f"stopped by {stop.signal_name} at step {step}; checkpoint-{step} saved")
+    if hardware.device == "cuda":
+        import torch
+
+        print(f"Peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
     if is_main_process():
         events.emit(
             "saving", step=trainer.state.global_step, max_steps=trainer.state.max_steps,
             message="saving the model",
         )  # fmt: skip
-        save_outputs(trainer, tokenizer, args, tracking)
+        save_outputs(trainer, tokenizer, args, tracking, save_dtype)
 
 
 def gpu_count() -> int:

@@ -14,12 +14,56 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Precision:
+    """Which tensors live in which dtype during training.
+
+    `compute` is what the matmuls run in; `weights` is what the model is loaded in: the
+    trainable master weights (and so AdamW's states) of a full fine-tune, or the frozen base
+    of a LoRA run, whose adapters PEFT keeps in fp32. `autocast` turns on the trainer's mixed
+    precision (bf16/fp16 autocast; for fp16 also the gradient scaler).
+    """
+
+    compute: str  # "bfloat16" | "float16" | "float32"
+    weights: str
+    autocast: bool
+
+    @property
+    def pure(self) -> bool:
+        """Trainable weights in half precision: updates below half a ulp round to nothing."""
+        return self.weights != "float32" and not self.autocast
+
+
+@dataclass(frozen=True)
 class Hardware:
     device: str  # "cuda" or "cpu"
     gpus: int
-    dtype: str  # "bfloat16" | "float16" | "float32"
+    precision: Precision
     attention: str  # "flash_attention_2" | "sdpa" | "eager"
-    packing_strategy: str  # "bfd" needs padding-free attention; "wrapped" works everywhere
+    packing_strategy: str  # "bfd" | "bfd_split" (position-id packing) | "wrapped"
+
+    @property
+    def dtype(self) -> str:
+        return self.precision.compute
+
+
+def precision_plan(compute: str, lora: bool, pure_bf16: bool = False) -> Precision:
+    """The dtypes of a run that computes in `compute`; the same on a GPU and on a CPU.
+
+    A full fine-tune keeps fp32 master weights under bf16/fp16 autocast: at a learning rate
+    of 5e-6 an AdamW update is below half a bf16 ulp for any |w| above ~1e-3, so bf16
+    weights (and bf16 optimizer states) would not move. It costs 16 bytes a parameter
+    (Phi-3-mini: ~57 GiB, an 80 GB A100/H100 with gradient checkpointing) and, on fp16-only
+    GPUs, is what lets the gradient scaler work (it refuses fp16 gradients). `pure_bf16`
+    keeps the weights in bf16 instead (half the memory; the caller warns). LoRA loads the
+    frozen base in `compute` and trains fp32 adapters under autocast.
+    """
+    if compute == "float32":
+        return Precision("float32", "float32", autocast=False)
+    if lora:
+        return Precision(compute, compute, autocast=True)
+    if pure_bf16 and compute == "bfloat16":
+        return Precision(compute, compute, autocast=False)
+    return Precision(compute, "float32", autocast=True)
 
 
 def detect(
@@ -27,15 +71,18 @@ def detect(
     attention: str = "auto",
     packing_strategy: str = "auto",
     frozen_base: bool = False,
+    pure_bf16: bool = False,
 ) -> Hardware:
     """Precision, attention kernel and packing for this machine.
 
-    Precision: bf16 where the GPU supports it (fp16 on older GPUs). On CPU, fp32 for a full
-    fine-tune (the optimizer updates the weights in place, and bf16 would round the updates
-    away), but bf16 for a frozen LoRA base when the CPU computes bf16 natively: the base is
-    never updated, the adapters stay fp32, and activations take half the memory.
+    Compute dtype: bf16 where the GPU supports it (fp16 on older GPUs). On CPU fp32 for a
+    full fine-tune, but bf16 for a frozen LoRA base when the CPU computes bf16 natively
+    (AVX512-BF16/AMX). An explicit `dtype` runs the same plan on any device, so a CPU run
+    with `--dtype bfloat16` uses the dtypes a bf16 GPU would (see `precision_plan`).
     Attention: FlashAttention-2 where it is installed on a GPU, else PyTorch's SDPA.
-    Packing: BFD (padding-free) only with FlashAttention, which is what makes it correct.
+    Packing: BFD (padding-free, position ids restart at each conversation) on every
+    attention kernel: FlashAttention reads the boundaries from the position ids, and
+    transformers builds the same block-diagonal mask from them for SDPA and eager.
     """
     import torch
 
@@ -48,8 +95,14 @@ def detect(
     if attention == "auto":
         attention = "flash_attention_2" if gpus and _has_flash_attention() else "sdpa"
     if packing_strategy in ("auto", None):
-        packing_strategy = "bfd" if attention.startswith("flash_attention") else "wrapped"
-    return Hardware("cuda" if gpus else "cpu", gpus, dtype, attention, packing_strategy)
+        packing_strategy = "bfd"
+    return Hardware(
+        "cuda" if gpus else "cpu",
+        gpus,
+        precision_plan(dtype, frozen_base, pure_bf16),
+        attention,
+        packing_strategy,
+    )
 
 
 def cpu_has_native_bf16() -> bool:

@@ -68,6 +68,29 @@ def ensure_pad_token(tokenizer) -> bool:
     return True
 
 
+def encode_as_chat_template(tokenizer) -> bool:
+    """Make plain `tokenizer(text)` add no special tokens, as the chat template's own
+    tokenization does not; True when the tokenizer was changed.
+
+    Phi-3's tokenizer.json puts `<s>` before every plain encoding (its post-processor;
+    transformers 5 reads that, not tokenizer_config's `add_bos_token: false`), while its
+    chat template renders no `<s>` and TRL tokenizes chats without special tokens: training
+    never sees `<s>`. MLflow's text-generation pipeline encodes the rendered prompt as plain
+    text, so it would start every request with a token the model never saw first. Turning
+    `add_bos_token` off rewrites the post-processor, and the saved tokenizer encodes a
+    prompt the way training did, for every caller.
+    """
+    probe = "x"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    if tokenizer(probe)["input_ids"] == plain:
+        return False
+    tokenizer.add_bos_token = False
+    tokenizer.add_eos_token = False
+    if tokenizer(probe)["input_ids"] != plain:
+        raise ValueError("could not stop the tokenizer adding special tokens to plain text")
+    return True
+
+
 def stop_token_ids(tokenizer) -> list[int]:
     """The ids generation must stop at: the end-of-turn token first, then the tokenizer's eos."""
     vocab = tokenizer.get_vocab()

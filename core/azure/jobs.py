@@ -226,6 +226,7 @@ def build_job(
             # No GPU on this cluster's nodes: say so, or the trainer stops rather than train
             # on a CPU it takes for a broken GPU setup.
             *(["--allow-cpu"] if gpus_per_node == 0 else []),
+            *(shlex.quote(arg) for arg in config.revision_args(base_model)),
             *(shlex.quote(arg) for arg in spec.trainer_args),
         ]
     )

@@ -26,7 +26,7 @@ def wait_quietly(backend, name: str, poll: float = 1.0) -> int:
 @json_option
 @pass_app
 def demo(app: AppContext, question: str | None, raw: bool, as_json: bool) -> None:
-    """Run the whole pipeline on the local backend: sample data, tiny Phi-3, fine-tune,
+    """Run the whole pipeline on the local backend: sample data, Phi-3-mini twin, fine-tune,
     register, deploy, and ask the flow a question. A second run reuses what is there."""
     from core.cli.follow import follow_job
     from core.demo import Demo

@@ -1,4 +1,4 @@
-"""`phiops model …`: scaffold an offline base model; register a job's model and list versions."""
+"""`phiops model …`: scaffold an offline Phi-3-mini twin; register a job's model, list versions."""
 
 from __future__ import annotations
 
@@ -61,18 +61,22 @@ def run_scaffold_tiny(out: Path, data_files: list[Path], size: str) -> dict:
 @click.option("--size", type=click.Choice(["tiny", "small"]), default="tiny", show_default=True)
 @json_option
 def scaffold_tiny(out: Path, data_files: tuple[Path, ...], size: str, as_json: bool) -> None:
-    """Make a tiny Phi-3-architecture base model in OUT, for offline training and demos."""
+    """Make a Phi-3-mini twin in OUT, for offline training and demos.
+
+    It has Phi-3-mini-4k-instruct's vocabulary (32064), special tokens at their ids, tokenizer
+    files, chat template and generation config; only its width and depth are small."""
     out = out.expanduser().resolve()
     if as_json:
         summary = run_scaffold_tiny(out, list(data_files), size)
     else:
-        with console().status(f"Scaffolding a {size} Phi-3 base model…"):
+        with console().status(f"Scaffolding a {size} Phi-3-mini twin…"):
             summary = run_scaffold_tiny(out, list(data_files), size)
 
     def human() -> None:
         console().print(
-            f"Wrote a {size} {summary['architecture']} (hidden {summary['hidden_size']}, "
-            f"{summary['layers']} layers, vocabulary {summary['vocab_size']}) to {out}"
+            f"Wrote a {size} Phi-3-mini twin, {summary['architecture']} (hidden "
+            f"{summary['hidden_size']}, {summary['layers']} layers, vocabulary "
+            f"{summary['vocab_size']}) to {out}"
         )
 
     emit(summary, as_json, human)

@@ -87,6 +87,7 @@ class LocalJobs:
             str(folder / MODEL_OUTPUT),
             "--base-model",
             base_model,
+            *self.config.revision_args(base_model),
             "--events-file",
             str(folder / EVENTS),
             *spec.trainer_args,

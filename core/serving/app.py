@@ -226,11 +226,7 @@ def create_app(state: ServerState) -> Starlette:
         if kind == "error":
             return error(value.status, str(value))
         if not stream:
-            texts = [
-                (prompt + answer.text) if parsed.full_text else answer.text
-                for prompt, answer in zip(prompts, value, strict=True)
-            ]
-            return JSONResponse(texts, headers=headers)
+            return JSONResponse([answer.text for answer in value], headers=headers)
 
         async def body_events() -> AsyncIterator[str]:
             item = first

@@ -146,7 +146,11 @@ class Engine:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(files.tokenizer_dir))
         tokenizer.padding_side = "left"
-        dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else None
+        # bf16 on a GPU that has it; fp32 on a CPU, where a bf16 checkpoint (the trainer
+        # saves in the base's dtype, bf16 for Phi-3) would otherwise compute in emulated bf16.
+        dtype = torch.float32 if device != "cuda" else None
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            dtype = torch.bfloat16
         model = AutoModelForCausalLM.from_pretrained(
             str(files.model_dir), **({"dtype": dtype} if dtype is not None else {})
         )

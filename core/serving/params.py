@@ -4,6 +4,11 @@ The shape is Azure ML's (`{"input_data": [...], "params": {...}}`); each input i
 or a list of chat messages. Every problem is one sentence for a 400 answer, found before
 the request takes a place in the queue. Unknown parameters are refused rather than
 ignored, so a typo (`max_tokens`) is not silently served with the defaults.
+
+`return_full_text` is accepted (the tutorial's client sends `true`) and checked, but the
+answer is always the answer alone: the saved MLflow model, which an Azure ML deployment
+serves, answers that way (its signature leaves the parameter out), and the prompt it would
+prepend is the chat template's markup, not the user's text.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ ChatInput = list[dict[str, str]]
 class ScoreRequest:
     inputs: list[str | ChatInput]
     generation: dict[str, Any]  # keyword arguments for `generate`
-    full_text: bool = False
 
     @property
     def key(self) -> tuple:
@@ -79,8 +83,8 @@ def _bool(params: dict, name: str, default: bool) -> bool:
     return value
 
 
-def parse_params(params: Any) -> tuple[dict[str, Any], bool]:
-    """(generation keyword arguments, return_full_text)."""
+def parse_params(params: Any) -> dict[str, Any]:
+    """The generation keyword arguments the request's params ask for."""
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -117,7 +121,8 @@ def parse_params(params: Any) -> tuple[dict[str, Any], bool]:
     penalty = _number(params, "repetition_penalty", above=0)
     if penalty is not None and penalty != 1.0:
         generation["repetition_penalty"] = penalty
-    return generation, _bool(params, "return_full_text", False)
+    _bool(params, "return_full_text", False)  # accepted, and answered without the prompt
+    return generation
 
 
 def _messages(item: list, index: int) -> ChatInput:
@@ -166,5 +171,5 @@ def parse_score_request(body: Any) -> ScoreRequest:
     if "input_data" not in body:
         hint = f" (it has {', '.join(unknown)})" if unknown else ""
         raise BadRequest(f"the body has no input_data{hint}")
-    generation, full_text = parse_params(body.get("params"))
-    return ScoreRequest(parse_inputs(body["input_data"]), generation, full_text)
+    generation = parse_params(body.get("params"))
+    return ScoreRequest(parse_inputs(body["input_data"]), generation)

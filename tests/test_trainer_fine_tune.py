@@ -295,7 +295,8 @@ def test_weight_zero_turns_run_and_keep_the_serving_template(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "weight 0: the loss is on the other assistant turns" in result.stdout
     served = (model / "hf_model" / "chat_template.jinja").read_text()
-    assert served == (tiny_base_model / "chat_template.jinja").read_text()
+    base = json.loads((tiny_base_model / "tokenizer_config.json").read_text())
+    assert served == base["chat_template"]  # the twin keeps its template inline, as the hub's
 
 
 @pytest.mark.parametrize(

@@ -168,6 +168,28 @@ Progress = Callable[[str], None]
 
 
 @runtime_checkable
+class EndpointControl(Protocol):
+    """Stopping and starting endpoints whose processes run on this machine.
+
+    A backend offers it through `Backend.endpoint_control()`; one whose endpoints cannot be
+    stopped (an Azure endpoint runs, and is billed, until deleted) returns None there, so a
+    caller asks the backend instead of checking its name.
+    """
+
+    def start(self, endpoint: str, progress: Progress | None = None) -> EndpointInfo:
+        """Start a stopped endpoint's gateway and deployments again, on the same URI."""
+        ...
+
+    def stop(self, endpoint: str) -> EndpointInfo:
+        """Stop the endpoint's processes; its deployments, split, keys and URI are kept."""
+        ...
+
+    def stop_all(self) -> list[str]:
+        """Stop every endpoint's processes (`phiops down`); the names of those stopped."""
+        ...
+
+
+@runtime_checkable
 class Backend(Protocol):
     """Everything the CLI and TUI may ask of a backend."""
 
@@ -227,3 +249,7 @@ class Backend(Protocol):
     def delete_endpoint(self, endpoint: str) -> None: ...
 
     def deployment_logs(self, endpoint: str, deployment: str, lines: int = 100) -> str: ...
+
+    def endpoint_control(self) -> EndpointControl | None:
+        """Start/stop for endpoints that run on this machine; None where they cannot stop."""
+        ...

@@ -289,9 +289,9 @@ class Demo:
         if endpoint is not None and serves(endpoint, version, live=False):
             if not serves(endpoint, version, live=True):
                 self.report("endpoint", f"starting endpoint {name} again")
-                endpoint = backend.start_endpoint(  # type: ignore[attr-defined]  # local
-                    name, progress=lambda text: self.report("endpoint", text)
-                )
+                control = backend.endpoint_control()
+                assert control is not None, "the demo runs on the local backend"
+                endpoint = control.start(name, progress=lambda text: self.report("endpoint", text))
             self.report("endpoint", f"endpoint {name} already serves {version.ref}")
             return endpoint, True
         endpoint = backend.deploy(

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from core.backend import EndpointInfo
+from core.backend import EndpointControl, EndpointInfo
 from core.cli.deploy import backend_option, progress_lines
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
@@ -270,16 +270,14 @@ def delete(
 # -- local only: start and stop ------------------------------------------------------------
 
 
-def local_endpoints(app: AppContext, backend: str | None) -> Any:
-    if (backend or app.config.backend) != "local":
+def endpoint_control(app: AppContext, backend: str | None) -> EndpointControl:
+    control = app.backend(backend).endpoint_control()
+    if control is None:
         raise PhiopsError(
             "start and stop apply to local endpoints; an Azure endpoint runs (and is billed) "
             "until its deployments are deleted"
         )
-    from core.local.endpoints import LocalEndpoints
-    from core.local.registry import LocalRegistry
-
-    return LocalEndpoints(app.config, LocalRegistry(app.config))
+    return control
 
 
 @endpoints.command("start")
@@ -289,10 +287,10 @@ def local_endpoints(app: AppContext, backend: str | None) -> Any:
 @pass_app
 def start(app: AppContext, name: str | None, backend: str | None, as_json: bool) -> None:
     """Start a local endpoint's gateway and deployments again (after `stop` or a reboot)."""
-    local = local_endpoints(app, backend)
+    control = endpoint_control(app, backend)
     endpoint = endpoint_name(app, name)
     with progress_lines(as_json, f"Starting endpoint {endpoint}…") as say:
-        info = local.start(endpoint, progress=say)
+        info = control.start(endpoint, progress=say)
     emit(info.to_dict(), as_json, lambda: render_endpoint(info))
 
 
@@ -306,9 +304,9 @@ def stop(
     app: AppContext, name: str | None, every: bool, backend: str | None, as_json: bool
 ) -> None:
     """Stop a local endpoint's processes; its deployments, split and URI are kept."""
-    local = local_endpoints(app, backend)
+    control = endpoint_control(app, backend)
     if every:
-        stopped = local.stop_all()
+        stopped = control.stop_all()
         emit(
             {"stopped": stopped},
             as_json,
@@ -317,7 +315,7 @@ def stop(
             ),
         )
         return
-    info = local.stop(endpoint_name(app, name))
+    info = control.stop(endpoint_name(app, name))
     emit(info.to_dict(), as_json, lambda: render_endpoint(info))
 
 

@@ -103,10 +103,14 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 
 
 class EndpointStore:
-    """Reads and writes the endpoint folders of one local store."""
+    """Reads and writes the endpoint folders of one local store.
 
-    def __init__(self, root: Path) -> None:
+    `host` is where the servers listen, for the deployments' addresses in the routes file.
+    """
+
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
         self.root = root
+        self.host = host
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -162,11 +166,19 @@ class EndpointStore:
             ) from None
         return EndpointRecord.from_dict(data)
 
-    def write(self, record: EndpointRecord, host: str) -> None:
+    def write(self, record: EndpointRecord) -> None:
         """The record, then the routes the gateway reads (each file atomically)."""
         folder = self.folder(record.name)
         write_text_atomic(folder / RECORD, record.to_json())
-        write_text_atomic(folder / ROUTES, json.dumps(routes(record, host), indent=2) + "\n")
+        write_text_atomic(folder / ROUTES, json.dumps(routes(record, self.host), indent=2) + "\n")
+
+    def update(self, name: str, change: Callable[[EndpointRecord], Any]) -> Any:
+        """Read-decide-write one record under the store's lock; what `change` returns."""
+        with self.locked():
+            record = self.read(name)
+            result = change(record)
+            self.write(record)
+            return result
 
     def names(self) -> list[str]:
         if not self.root.is_dir():

@@ -244,6 +244,7 @@ def test_state_is_recovered_after_processes_die(project, versions) -> None:
         "blue": "Succeeded",
         "green": "Succeeded",
     }
+    steps = [step for step in steps if "is loading its model" not in step]  # ticks on a slow box
     assert steps == ["starting endpoint ep-local", f"starting deployment green ({versions[1].ref})"]
     key = fresh.endpoint_keys(ENDPOINT).primary
     assert post(info, key).headers["azureml-model-deployment"] == "green"

@@ -247,6 +247,7 @@ def start_flow_server(
     this process (record it with `record_server`); otherwise it shares our process group,
     Ctrl+C in the terminal reaches both, and it dies with this process.
     """
+    from core.serving.process import open_private_log
     from core.serving.secretpipe import SECRETS_FD_FLAG, secret_pipe
 
     if not keys or not all(isinstance(key, str) and key for key in keys):
@@ -352,13 +353,6 @@ def serve_flow(
         server.stop()
         raise
     return server
-
-
-def open_private_log(path: Path) -> IO[bytes]:
-    """`path` for appending, readable by its owner only (it may hold what clients sent)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "ab")
 
 
 def _read_records(config: Any) -> list[tuple[Path, FlowServerRecord | None]]:

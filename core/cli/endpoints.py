@@ -144,7 +144,9 @@ def logs(
         if not info.deployments:
             raise PhiopsError(f"endpoint {endpoint} has no deployments")
         deployment = max(info.deployments, key=lambda d: info.traffic.get(d.name, 0)).name
-    text = chosen.deployment_logs(endpoint, deployment, lines)
+    from core.serving.logredact import redact_log
+
+    text = redact_log(chosen.deployment_logs(endpoint, deployment, lines))
     data = {"endpoint": endpoint, "deployment": deployment, "text": text}
     emit(data, as_json, lambda: click.echo(text.rstrip("\n")))
 

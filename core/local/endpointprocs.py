@@ -134,6 +134,7 @@ class EndpointProcesses:
             settings=deployment.request_settings,
             ready_file=ready,
             exit_with_parent=False,
+            max_body_bytes=deployment.max_body_bytes,
         )
         process = spawn(
             "core.serving.server",

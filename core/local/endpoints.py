@@ -60,6 +60,10 @@ from core.secrets import (
     store_scope,
     stored_key_pair,
 )
+from core.serving.limits import body_limit
+from core.serving.logredact import redact_log
+from core.serving.modelfiles import find_model_files
+from core.serving.params import MAX_INPUTS
 
 BACKEND = "local"
 INSTANCE_TYPE = "local"
@@ -207,7 +211,8 @@ class LocalEndpoints:
             raise NotFoundError(
                 f"endpoint {endpoint} has no deployment named {deployment} (deployments: {known})"
             )
-        return log_tail(path, lines=lines, max_bytes=max(64 * 1024, lines * 400))
+        text = log_tail(path, lines=lines, max_bytes=max(64 * 1024, lines * 400))
+        return redact_log(text)  # a log written before query strings were masked, too
 
     # -- changing the record -------------------------------------------------------------
 
@@ -322,6 +327,7 @@ class LocalEndpoints:
         say(f"checking model {model.ref}")
         version = self.registry.get(model.name, model.version or None)
         model_path = self.registry.local_path(version)
+        max_body = body_limit(find_model_files(model_path).context_tokens(), MAX_INPUTS)
 
         waiting = lambda: say(f"waiting for another phiops operation on endpoint {endpoint}")  # noqa: E731
         with self.store.operation(endpoint, waiting):
@@ -350,6 +356,7 @@ class LocalEndpoints:
                     request_settings=request_settings or RequestSettings(),
                     probe_settings=probe_settings or ProbeSettings(),
                     deployer=ProcessRef.of(os.getpid()),
+                    max_body_bytes=max_body,
                 )
                 record.traffic.setdefault(name, 0)
                 self.store.write(record)

@@ -52,6 +52,7 @@ class DeploymentRecord:
     process: ProcessRef | None = None
     port: int | None = None
     deployer: ProcessRef | None = None  # the phiops process creating it, while Creating
+    max_body_bytes: int = 0  # the largest request body (0: from the model's context)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeploymentRecord:
@@ -203,5 +204,6 @@ def routes(record: EndpointRecord, host: str) -> dict[str, Any]:
             "timeout_s": deployment.request_settings.request_timeout_ms / 1000
             + deployment.request_settings.max_queue_wait_ms / 1000
             + 30,
+            "max_body_bytes": deployment.max_body_bytes,
         }
     return {"endpoint": record.name, "traffic": record.traffic, "deployments": deployments}

@@ -123,7 +123,7 @@ def show(app: AppContext, show_secrets: bool, as_json: bool) -> None:
     emit(data, as_json, human)
 
 
-@config.command("set")
+@config.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @json_option

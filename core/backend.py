@@ -176,6 +176,8 @@ class EndpointControl(Protocol):
     caller asks the backend instead of checking its name.
     """
 
+    problems: list[str]  # records the last `stop_all` could not read, a sentence each
+
     def start(self, endpoint: str, progress: Progress | None = None) -> EndpointInfo:
         """Start a stopped endpoint's gateway and deployments again, on the same URI."""
         ...
@@ -252,4 +254,9 @@ class Backend(Protocol):
 
     def endpoint_control(self) -> EndpointControl | None:
         """Start/stop for endpoints that run on this machine; None where they cannot stop."""
+        ...
+
+    def record_problems(self) -> list[str]:
+        """Records the last listing could not read (damaged local files), a sentence each;
+        what was readable was listed. Empty where the backend keeps no local records."""
         ...

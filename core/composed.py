@@ -111,3 +111,8 @@ class ComposedBackend:
 
     def endpoint_control(self) -> EndpointControl | None:
         return None  # a backend whose endpoints run on this machine says otherwise
+
+    def record_problems(self) -> list[str]:
+        # Only the parts already built: asking must not build (or sign in to) anything.
+        parts = [self.__dict__.get(name) for name in ("_jobs", "_registry", "_endpoints")]
+        return [problem for part in parts for problem in getattr(part, "problems", None) or []]

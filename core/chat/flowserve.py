@@ -356,14 +356,28 @@ def serve_flow(
 
 
 def _read_records(config: Any) -> list[tuple[Path, FlowServerRecord | None]]:
+    from core.local.records import load_record
+
     folder = records_dir(config)
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            found.append((path, FlowServerRecord(**json.loads(path.read_text()))))
-        except (OSError, ValueError, TypeError):
+            found.append((path, load_record(FlowServerRecord, json.loads(path.read_text()))))
+        except (OSError, ValueError):
             found.append((path, None))
     return found
+
+
+def _unrecorded_server(path: Path) -> int | None:
+    """The pid a damaged record's file name gives, if that process is this user's flow
+    server (its command line says so); None otherwise."""
+    import psutil
+
+    with contextlib.suppress(ValueError, psutil.Error, TypeError):
+        process = psutil.Process(int(path.stem))
+        if process.uids().real == os.getuid() and FLOW_APP in process.cmdline():
+            return process.pid
+    return None
 
 
 def _alive(record: FlowServerRecord) -> bool:
@@ -382,16 +396,27 @@ def flow_servers(config: Any) -> list[FlowServerRecord]:
     return [record for _, record in _read_records(config) if record and _alive(record)]
 
 
-def stop_flow_servers(config: Any, timeout: float = 10) -> list[FlowServerRecord]:
-    """Stop every detached flow server this project recorded; the ones stopped.
+def stop_flow_servers(
+    config: Any, timeout: float = 10, problems: list[str] | None = None
+) -> list[FlowServerRecord]:
+    """Stop every flow server this project recorded (foreground or detached); the ones
+    stopped. For `phiops flow stop` and `phiops down`.
 
-    For `phiops down`. Records of processes that are gone are removed quietly.
+    Records of processes that are gone are removed quietly. A damaged record is removed
+    too, after stopping the flow server its file name points at, and said in `problems`.
     """
     stopped = []
     for path, record in _read_records(config):
         if record is not None and _alive(record):
             _terminate(record.pid, timeout)
             stopped.append(record)
+        elif record is None:
+            pid = _unrecorded_server(path)
+            if pid is not None:
+                _terminate(pid, timeout)
+            if problems is not None:
+                done = f"; stopped the flow server it named (pid {pid})" if pid else ""
+                problems.append(f"the flow server record {path} cannot be read{done}")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return stopped

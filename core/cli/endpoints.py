@@ -14,7 +14,7 @@ import click
 from core.backend import EndpointControl, EndpointInfo
 from core.cli.deploy import backend_option, progress_lines
 from core.cli.main import AppContext, pass_app
-from core.cli.output import console, emit, err_console, json_option
+from core.cli.output import console, emit, err_console, json_option, report_problems
 from core.errors import PhiopsError
 from core.secrets import mask
 
@@ -91,11 +91,14 @@ def render_endpoint(info: EndpointInfo, key: str = "", detailed: bool = False) -
 @pass_app
 def list_(app: AppContext, backend: str | None, as_json: bool) -> None:
     """List endpoints with their deployments and traffic."""
-    found = app.backend(backend).endpoints()
+    chosen = app.backend(backend)
+    found = chosen.endpoints()
+    problems = chosen.record_problems()
 
     def human() -> None:
         if not found:
-            console().print("No endpoints yet; create one with `phiops deploy`.")
+            if not problems:
+                console().print("No endpoints yet; create one with `phiops deploy`.")
             return
         for index, info in enumerate(found):
             if index:
@@ -103,6 +106,7 @@ def list_(app: AppContext, backend: str | None, as_json: bool) -> None:
             render_endpoint(info)
 
     emit([info.to_dict() for info in found], as_json, human)
+    report_problems(problems)
 
 
 @endpoints.command("show")
@@ -309,13 +313,15 @@ def stop(
     control = endpoint_control(app, backend)
     if every:
         stopped = control.stop_all()
+        problems = list(control.problems)
         emit(
-            {"stopped": stopped},
+            {"stopped": stopped, "problems": problems},
             as_json,
             lambda: console().print(
                 f"Stopped {', '.join(stopped)}." if stopped else "No local endpoint was running."
             ),
         )
+        report_problems(problems)
         return
     info = control.stop(endpoint_name(app, name))
     emit(info.to_dict(), as_json, lambda: render_endpoint(info))

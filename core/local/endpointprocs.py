@@ -11,6 +11,7 @@ the pids.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from core.local.jobstore import ProcessRef
 
 GATEWAY_READY_S = 60.0
 STOP_GRACE_S = 15.0
+SERVING_MODULES = ("core.serving.gateway", "core.serving.server")
 
 
 class StartFailed(PhiopsError):
@@ -46,12 +48,19 @@ def stop_processes(refs: list[ProcessRef], grace: float = STOP_GRACE_S) -> None:
 
     procs = []
     for ref in refs:
-        if ref is None or not ref.alive():
-            continue
+        if ref is not None and ref.alive():
+            with contextlib.suppress(psutil.Error):
+                procs.append(psutil.Process(ref.pid))
+    terminate_all(procs, grace)
+
+
+def terminate_all(procs: list, grace: float) -> None:
+    """SIGTERM these psutil processes, wait up to `grace`, SIGKILL what is left."""
+    import psutil
+
+    for process in procs:
         with contextlib.suppress(psutil.Error):
-            process = psutil.Process(ref.pid)
             process.terminate()
-            procs.append(process)
     _, left = psutil.wait_procs(procs, timeout=grace)
     for process in left:
         with contextlib.suppress(psutil.Error):
@@ -198,3 +207,22 @@ class EndpointProcesses:
 
     def running(self, endpoint: str) -> bool:
         return any(ref.alive() for ref in recorded_processes(self.store.read(endpoint)))
+
+    def stop_unrecorded(self, endpoint: str, grace: float = STOP_GRACE_S) -> list[int]:
+        """Stop the gateway and servers of an endpoint whose record cannot be read: this
+        user's `core.serving.gateway|server` processes whose arguments name a file in the
+        endpoint's folder (the routes file, a ready file). Their pids."""
+        import psutil
+
+        folder = self.store.folder(endpoint)
+        prefixes = tuple({str(folder) + os.sep, str(folder.resolve()) + os.sep})
+        found = []
+        for process in psutil.process_iter(["pid", "cmdline", "uids"]):
+            with contextlib.suppress(psutil.Error, TypeError):
+                cmdline = process.info["cmdline"] or []
+                ours = process.info["uids"].real == os.getuid()
+                serving = any(arg in SERVING_MODULES for arg in cmdline)
+                if ours and serving and any(arg.startswith(prefixes) for arg in cmdline):
+                    found.append(process)
+        terminate_all(found, grace)
+        return [process.pid for process in found]

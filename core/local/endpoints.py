@@ -38,7 +38,7 @@ from core.backend import (
     RequestSettings,
 )
 from core.config import Config
-from core.errors import NotFoundError, PhiopsError
+from core.errors import NotFoundError, PhiopsError, UnreadableRecord
 from core.local.endpointprocs import EndpointProcesses, StartFailed, recorded_processes
 from core.local.endpointstore import (
     CREATING,
@@ -106,6 +106,7 @@ class LocalEndpoints:
         self.store = EndpointStore(config.store_path / "endpoints", config.host)
         self.host = config.host
         self.processes = EndpointProcesses(self.store, ready_timeout=ready_timeout)
+        self.problems: list[str] = []  # records the last list or stop_all could not read
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -193,10 +194,15 @@ class LocalEndpoints:
         return self._info(self.store.read(name))
 
     def list(self) -> list[EndpointInfo]:
-        found = []
+        """Every readable endpoint; the damaged records are said in `problems`."""
+        found, self.problems = [], []
         for name in self.store.names():
-            with contextlib.suppress(NotFoundError):
+            try:
                 found.append(self.get(name))
+            except UnreadableRecord as problem:
+                self.problems.append(str(problem))
+            except NotFoundError:
+                pass  # deleted while we looked
         return found
 
     def logs(self, endpoint: str, deployment: str, lines: int = 100) -> str:
@@ -455,12 +461,24 @@ class LocalEndpoints:
         return self.get(endpoint)
 
     def stop_all(self) -> list[str]:
-        """Stop every local endpoint's processes (for `phiops down`); the names stopped."""
-        stopped = []
+        """Stop every local endpoint's processes (for `phiops down`); the names stopped.
+
+        Each endpoint on its own: a damaged record does not stop the others. Its processes
+        are found by their command lines (they name the endpoint's folder) and stopped too;
+        the record is said in `problems`.
+        """
+        stopped, self.problems = [], []
         for name in self.store.names():
-            if self.processes.running(name):
-                self.stop(name)
-                stopped.append(name)
+            try:
+                if self.processes.running(name):
+                    self.stop(name)
+                    stopped.append(name)
+            except UnreadableRecord as problem:
+                found = self.processes.stop_unrecorded(name)
+                note = f"; stopped {len(found)} of its processes found by command line"
+                self.problems.append(str(problem) + (note if found else ""))
+                if found:
+                    stopped.append(name)
         return stopped
 
     # -- deleting ------------------------------------------------------------------------

@@ -21,14 +21,15 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.atomic import write_text_atomic
 from core.backend import ProbeSettings, RequestSettings
-from core.errors import NotFoundError
+from core.errors import NotFoundError, UnreadableRecord
 from core.local.jobstore import ProcessRef
+from core.local.records import RecordError, load_record
 
 RECORD = "endpoint.json"
 ROUTES = "routes.json"
@@ -54,16 +55,6 @@ class DeploymentRecord:
     deployer: ProcessRef | None = None  # the phiops process creating it, while Creating
     max_body_bytes: int = 0  # the largest request body (0: from the model's context)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeploymentRecord:
-        values = _known(cls, data)
-        values["request_settings"] = RequestSettings(**values.get("request_settings", {}))
-        values["probe_settings"] = ProbeSettings(**values.get("probe_settings", {}))
-        for key in ("process", "deployer"):
-            if values.get(key):
-                values[key] = ProcessRef(**values[key])
-        return cls(**values)
-
     def running(self) -> bool:
         return self.process is not None and self.process.alive()
 
@@ -83,24 +74,12 @@ class EndpointRecord:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EndpointRecord:
-        values = _known(cls, data)
-        if values.get("gateway"):
-            values["gateway"] = ProcessRef(**values["gateway"])
-        values["deployments"] = {
-            name: DeploymentRecord.from_dict(item)
-            for name, item in (values.get("deployments") or {}).items()
-        }
-        values["traffic"] = {str(k): int(v) for k, v in (values.get("traffic") or {}).items()}
-        return cls(**values)
+    def from_dict(cls, data: Any) -> EndpointRecord:
+        """The record in `data`; RecordError when it does not have an endpoint record's shape."""
+        return load_record(cls, data)
 
     def gateway_running(self) -> bool:
         return self.gateway is not None and self.gateway.alive()
-
-
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {spec.name for spec in fields(cls)}
-    return {key: value for key, value in data.items() if key in names}
 
 
 class EndpointStore:
@@ -162,10 +141,20 @@ class EndpointStore:
                 f"no local endpoint named {name}; see `phiops endpoints list`"
             ) from None
         except (OSError, ValueError) as problem:
-            raise NotFoundError(
-                f"the record of endpoint {name} cannot be read ({problem})"
+            raise UnreadableRecord(
+                f"the record of endpoint {name} ({path}) cannot be read ({problem})"
             ) from None
-        return EndpointRecord.from_dict(data)
+        try:
+            record = EndpointRecord.from_dict(data)
+        except RecordError as problem:
+            raise UnreadableRecord(
+                f"the record of endpoint {name} ({path}) is damaged: {problem}"
+            ) from None
+        if record.name != name:
+            raise UnreadableRecord(
+                f"the record of endpoint {name} ({path}) is damaged: it names {record.name!r}"
+            )
+        return record
 
     def write(self, record: EndpointRecord) -> None:
         """The record, then the routes the gateway reads (each file atomically)."""

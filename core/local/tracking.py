@@ -7,10 +7,12 @@ continues the run phiops made, and a resumed job keeps logging to the same run.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from core.backend import MetricPoint
+from core.errors import NotFoundError
 
 DB_FILENAME = "mlflow.db"
 ARTIFACTS_DIRNAME = "mlartifacts"
@@ -26,9 +28,16 @@ def artifact_root(store: Path) -> Path:
 
 
 def mlflow_client(store: Path) -> Any:
-    """A client on the local store (creating it on first use)."""
+    """A client on the local store (creating it on first use, quietly: MLflow and alembic
+    log each table they create at INFO, which would land in the CLI's output)."""
+    import logging
+
     from mlflow.tracking import MlflowClient
 
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
     store.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(store)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -58,9 +67,35 @@ def close_run(store: Path, run_id: str, status: str) -> None:
         client.set_terminated(run_id, status=status)
 
 
+def known_run_ids(store: Path) -> set[str] | None:
+    """The run ids the store's database holds (read-only, without MLflow); None when there
+    is no database at all."""
+    import sqlite3
+
+    database = store.resolve() / DB_FILENAME
+    if not database.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT run_uuid FROM runs")}
+    except sqlite3.Error:
+        return set()
+
+
 def metric_history(client: Any, run_id: str, keys: list[str] | None = None) -> list[MetricPoint]:
-    """Every logged value of the run's metrics (all of them unless `keys`), by key and step."""
-    names = keys if keys is not None else sorted(client.get_run(run_id).data.metrics)
+    """Every logged value of the run's metrics (all of them unless `keys`), by key and step;
+    NotFoundError in one sentence when the store no longer has the run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise NotFoundError(
+            f"the MLflow run {run_id} is not in the local tracking store "
+            f"({client.tracking_uri.removeprefix('sqlite:///')}); was mlflow.db deleted or "
+            "replaced? Its metrics are gone"
+        ) from None
+    names = keys if keys is not None else sorted(run.data.metrics)
     points = [
         MetricPoint(key, int(m.step), float(m.value), m.timestamp / 1000.0)
         for key in names

@@ -393,7 +393,9 @@ class LocalEndpoints:
 
             split = self._update(endpoint, shift)
             say(f"traffic: {describe(split)}")
-        return self.get(endpoint)
+        info = self.get(endpoint)
+        info.deployed = name  # decided under the lock, whatever else deploys beside us
+        return info
 
     # -- traffic -------------------------------------------------------------------------
 

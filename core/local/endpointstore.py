@@ -27,9 +27,8 @@ from typing import Any
 
 from core.atomic import write_text_atomic
 from core.backend import ProbeSettings, RequestSettings
-from core.errors import NotFoundError, UnreadableRecord
 from core.local.jobstore import ProcessRef
-from core.local.records import RecordError, load_record
+from core.local.records import load_record, read_record
 
 RECORD = "endpoint.json"
 ROUTES = "routes.json"
@@ -133,28 +132,13 @@ class EndpointStore:
         return (self.folder(name) / RECORD).is_file()
 
     def read(self, name: str) -> EndpointRecord:
-        path = self.folder(name) / RECORD
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"no local endpoint named {name}; see `phiops endpoints list`"
-            ) from None
-        except (OSError, ValueError) as problem:
-            raise UnreadableRecord(
-                f"the record of endpoint {name} ({path}) cannot be read ({problem})"
-            ) from None
-        try:
-            record = EndpointRecord.from_dict(data)
-        except RecordError as problem:
-            raise UnreadableRecord(
-                f"the record of endpoint {name} ({path}) is damaged: {problem}"
-            ) from None
-        if record.name != name:
-            raise UnreadableRecord(
-                f"the record of endpoint {name} ({path}) is damaged: it names {record.name!r}"
-            )
-        return record
+        return read_record(
+            EndpointRecord,
+            self.folder(name) / RECORD,
+            name,
+            what=f"endpoint {name}",
+            missing=f"no local endpoint named {name}; see `phiops endpoints list`",
+        )
 
     def write(self, record: EndpointRecord) -> None:
         """The record, then the routes the gateway reads (each file atomically)."""

@@ -29,7 +29,7 @@ from typing import Any
 from core.atomic import write_text_atomic
 from core.backend import JobInfo, JobStatus
 from core.errors import NotFoundError, UnreadableRecord
-from core.local.records import RecordError, load_record
+from core.local.records import load_record, read_record
 
 RECORD = "job.json"
 STD_LOG = "user_logs/std_log.txt"
@@ -130,26 +130,13 @@ class JobStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read(self, name: str) -> JobRecord:
-        path = self.path(name, RECORD)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NotFoundError(f"no local job named '{name}'; see `phiops jobs list`") from None
-        except (OSError, ValueError) as error:
-            raise UnreadableRecord(
-                f"the record of job '{name}' ({path}) cannot be read ({error})"
-            ) from None
-        try:
-            record = JobRecord.from_dict(data)
-        except RecordError as error:
-            raise UnreadableRecord(
-                f"the record of job '{name}' ({path}) is damaged: {error}"
-            ) from None
-        if record.name != name:
-            raise UnreadableRecord(
-                f"the record of job '{name}' ({path}) is damaged: it names job {record.name!r}"
-            )
-        return record
+        return read_record(
+            JobRecord,
+            self.path(name, RECORD),
+            name,
+            what=f"job '{name}'",
+            missing=f"no local job named '{name}'; see `phiops jobs list`",
+        )
 
     def write(self, record: JobRecord) -> None:
         write_text_atomic(self.path(record.name, RECORD), record.to_json())

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
+
+from core.errors import NotFoundError, UnreadableRecord
 
 T = TypeVar("T")
 ROOT = "it"
@@ -21,6 +25,26 @@ ROOT = "it"
 
 class RecordError(ValueError):
     """The data does not have the shape of the record; the message says where."""
+
+
+def read_record(cls: type[T], path: Path, name: str, *, what: str, missing: str) -> T:
+    """The record in `path` of `what` (e.g. "job 'x'"), which must be named `name`:
+    NotFoundError(`missing`) when there is no file, UnreadableRecord naming the file and
+    the problem when it does not parse, has another shape or names another record."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(missing) from None
+    except (OSError, ValueError) as error:
+        raise UnreadableRecord(f"the record of {what} ({path}) cannot be read ({error})") from None
+    try:
+        record = load_record(cls, data)
+    except RecordError as error:
+        raise UnreadableRecord(f"the record of {what} ({path}) is damaged: {error}") from None
+    if getattr(record, "name", name) != name:
+        found = getattr(record, "name", "")
+        raise UnreadableRecord(f"the record of {what} ({path}) is damaged: it names {found!r}")
+    return record
 
 
 def load_record(cls: type[T], data: Any) -> T:

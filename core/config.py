@@ -10,7 +10,6 @@ read-only file is refused. Values are range-checked wherever they come from.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 import stat
@@ -157,6 +156,8 @@ _HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-
 def _host_shaped(value: str) -> bool:
     """An IP address or a syntactically valid host name (resolving it is `config set`'s job:
     a lookup at every load could stall the app on a slow resolver)."""
+    import ipaddress
+
     try:
         ipaddress.ip_address(value)
         return True

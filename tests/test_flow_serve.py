@@ -288,3 +288,46 @@ def test_down_stops_a_foreground_served_flow(scoring_server, project: Path) -> N
         if process.poll() is None:
             process.kill()
             process.wait(30)
+
+
+def test_pf_flow_test_in_a_phiops_project_leaves_no_trace_service(
+    scoring_server, project: Path, tmp_path: Path
+) -> None:
+    """The README's hand-run `pf flow test`, in a user's own project folder (not the
+    repository, whose pf.yaml turns tracing off) with a Prompt flow home of its own."""
+    import sys
+
+    from core.chat.inprocess import FLOW_DIR
+    from tests.fixtures_chat import promptflow_processes
+
+    initialised = run_phiops("config", "init", "--non-interactive", cwd=project)
+    assert initialised.returncode == 0, initialised.stderr
+    assert "destination: none" in (project / "pf.yaml").read_text()
+    home = tmp_path / "users-pf-home"  # a user's home: no pf.yaml of phiops' there
+    home.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PF_DISABLE_TRACING", "PF_HOME_DIRECTORY")
+    }
+    env.update(
+        PF_HOME_DIRECTORY=str(home),
+        PHIOPS_ENDPOINT_URL=scoring_server.scoring_uri,
+        PHIOPS_ENDPOINT_KEY=KEY,
+        APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED="true",  # as the README says
+    )
+    pf = str(Path(sys.executable).parent / "pf")
+    try:
+        result = subprocess.run(
+            [pf, "flow", "test", "--flow", str(FLOW_DIR), "--inputs", "question=Capital of Peru?"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert promptflow_processes(str(home)) == [], "pf flow test left a service running"
+    finally:
+        for line in promptflow_processes(str(home)):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)

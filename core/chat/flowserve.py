@@ -33,6 +33,7 @@ from core.chat.endpoint import EndpointTarget
 from core.chat.inprocess import FLOW_DIR, QUIET_ENV
 from core.errors import PhiopsError
 from core.paths import user_data_dir
+from core.pfconfig import TEXT as PF_TEXT
 from core.secrets import SecretStore, ensure_key_pair, store_scope
 
 RECORDS_DIRNAME = "flow-servers"
@@ -41,7 +42,6 @@ FLOW_APP = "core.chat.flowapp"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Never passed on to the served flow's environment: the key goes through the pipe.
 PRIVATE_ENV = ("PHIOPS_ENDPOINT_KEY", FLOW_KEY_ENV, "PHIOPS_SCORING_KEYS")
-PF_CONFIG = "telemetry:\n  enabled: false\ntrace:\n  destination: none\n"
 
 
 class FlowServeError(PhiopsError):
@@ -107,7 +107,7 @@ def pf_home() -> Path:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     config = home / "pf.yaml"
     if not config.exists():
-        write_text_atomic(config, PF_CONFIG)
+        write_text_atomic(config, PF_TEXT)
     return home
 
 

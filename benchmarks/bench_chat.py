@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 KEY = "bench-key-" + "b" * 40
+FLOW_KEY = "bench-flow-key-" + "f" * 32
 QUESTION = "What is the capital of Peru?"
 MAX_NEW_TOKENS = 16
 CAPITALS = [
@@ -227,7 +228,8 @@ def ttft_rounds(scoring_uri: str, flow_url: str, rounds: int) -> dict:
             return first_event_s(client, scoring_uri, endpoint_body, headers, '"delta"')
 
         def served() -> float:
-            return first_event_s(client, flow_url + "/score", flow_body, stream, '"answer"')
+            headers = {**stream, "Authorization": f"Bearer {FLOW_KEY}"}
+            return first_event_s(client, flow_url + "/score", flow_body, headers, '"answer"')
 
         for _ in range(5):
             endpoint()
@@ -273,7 +275,9 @@ def main() -> int:
         with start_scoring_server(model, keys=[KEY]) as server:
             in_process = asyncio.run(service_rounds(server.scoring_uri, args.rounds, work / "c.db"))
             target = EndpointTarget(server.scoring_uri, KEY)
-            with start_flow_server(target, port=0, log_file=work / "serve.log") as flow:
+            with start_flow_server(
+                target, keys=[FLOW_KEY], port=0, log_file=work / "serve.log"
+            ) as flow:
                 streaming = ttft_rounds(server.scoring_uri, flow.url, args.rounds)
     budgets = {
         "in_process_overhead_p50_le_15ms": in_process["overhead_p50_ms"] <= 15,

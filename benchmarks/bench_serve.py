@@ -189,7 +189,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             endpoint_s.append(ask(clients[0], QUESTIONS[question]))
 
         # concurrency 8 against one-at-a-time serving and the batched ceiling, interleaved
-        before = httpx.get(server + "/stats", trust_env=False).json()
+        before = httpx.get(server + "/stats", headers=headers, trust_env=False).json()
         sequential_s, walls, latencies, ceiling_s = [], [], [], []
         for index in range(args.waves):
             for question in range(CONCURRENCY // 2):
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             begun = time.perf_counter()
             direct(prompts)
             ceiling_s.append(time.perf_counter() - begun)
-        after = httpx.get(server + "/stats", trust_env=False).json()
+        after = httpx.get(server + "/stats", headers=headers, trust_env=False).json()
     finally:
         for client in clients:
             client.close()

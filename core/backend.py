@@ -152,6 +152,7 @@ class EndpointInfo:
     traffic: dict[str, int] = field(default_factory=dict)
     deployments: list[DeploymentInfo] = field(default_factory=list)
     backend: str = "local"
+    deployed: str = ""  # set by `deploy`: the deployment that call created
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +166,30 @@ class EndpointKeys:
 
 Progress = Callable[[str], None]
 """A callback long operations use to say what they are doing, one short phrase at a time."""
+
+
+@runtime_checkable
+class EndpointControl(Protocol):
+    """Stopping and starting endpoints whose processes run on this machine.
+
+    A backend offers it through `Backend.endpoint_control()`; one whose endpoints cannot be
+    stopped (an Azure endpoint runs, and is billed, until deleted) returns None there, so a
+    caller asks the backend instead of checking its name.
+    """
+
+    problems: list[str]  # records the last `stop_all` could not read, a sentence each
+
+    def start(self, endpoint: str, progress: Progress | None = None) -> EndpointInfo:
+        """Start a stopped endpoint's gateway and deployments again, on the same URI."""
+        ...
+
+    def stop(self, endpoint: str) -> EndpointInfo:
+        """Stop the endpoint's processes; its deployments, split, keys and URI are kept."""
+        ...
+
+    def stop_all(self) -> list[str]:
+        """Stop every endpoint's processes (`phiops down`); the names of those stopped."""
+        ...
 
 
 @runtime_checkable
@@ -227,3 +252,12 @@ class Backend(Protocol):
     def delete_endpoint(self, endpoint: str) -> None: ...
 
     def deployment_logs(self, endpoint: str, deployment: str, lines: int = 100) -> str: ...
+
+    def endpoint_control(self) -> EndpointControl | None:
+        """Start/stop for endpoints that run on this machine; None where they cannot stop."""
+        ...
+
+    def record_problems(self) -> list[str]:
+        """Records the last listing could not read (damaged local files), a sentence each;
+        what was readable was listed. Empty where the backend keeps no local records."""
+        ...

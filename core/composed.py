@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from core.backend import (
+    EndpointControl,
     EndpointInfo,
     EndpointKeys,
     Finding,
@@ -107,3 +108,11 @@ class ComposedBackend:
 
     def deployment_logs(self, endpoint: str, deployment: str, lines: int = 100) -> str:
         return self._endpoints.logs(endpoint, deployment, lines)
+
+    def endpoint_control(self) -> EndpointControl | None:
+        return None  # a backend whose endpoints run on this machine says otherwise
+
+    def record_problems(self) -> list[str]:
+        # Only the parts already built: asking must not build (or sign in to) anything.
+        parts = [self.__dict__.get(name) for name in ("_jobs", "_registry", "_endpoints")]
+        return [problem for part in parts for problem in getattr(part, "problems", None) or []]

@@ -2,7 +2,9 @@
 
 Precedence is default < file < `PHIOPS_<FIELD>` environment variable. Only values that came
 from the file are ever written back, so an environment override never leaks into the file,
-and a file that fails to parse is never overwritten.
+and a file that fails to parse is never overwritten. `config set` edits the file in place
+(tomlkit): comments, order and layout stay, and so do its mode and a symlink to it; a
+read-only file is refused. Values are range-checked wherever they come from.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,8 +32,17 @@ DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
 DEFAULT_BASE_MODEL_REVISION = "f39ac1d28e925b323eae81227eaba4464caced4e"
 
 
-def _field(default: Any, section: str, help: str, choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={"section": section, "help": help, "choices": choices})
+def _field(
+    default: Any,
+    section: str,
+    help: str,
+    choices: tuple[str, ...] = (),
+    *,
+    minimum: int | None = None,
+    host: bool = False,
+) -> Any:
+    metadata = {"section": section, "help": help, "choices": choices, "minimum": minimum}
+    return field(default=default, metadata={**metadata, "host": host})
 
 
 @dataclass
@@ -63,14 +75,14 @@ class Config:
     identity_client_id: str = _field("", "azure", "managed identity client id")
     compute_name: str = _field("gpu-cluster", "azure", "training compute cluster")
     compute_vm_size: str = _field("Standard_NC24ads_A100_v4", "azure", "training VM size")
-    compute_max_nodes: int = _field(1, "azure", "most nodes the cluster scales to")
+    compute_max_nodes: int = _field(1, "azure", "most nodes the cluster scales to", minimum=1)
 
     endpoint_name: str = _field("phi3-endpoint", "deploy", "online endpoint name")
     deployment_name: str = _field("", "deploy", "deployment name (empty: blue/green)")
     deployment_instance_type: str = _field("Standard_E4s_v3", "deploy", "serving VM size")
-    deployment_instance_count: int = _field(1, "deploy", "serving instances")
+    deployment_instance_count: int = _field(1, "deploy", "serving instances", minimum=1)
 
-    host: str = _field("127.0.0.1", "local", "address local servers bind to")
+    host: str = _field("127.0.0.1", "local", "address local servers bind to", host=True)
     store_dir: str = _field(STORE_DIRNAME, "local", "local store (runs, models, endpoints)")
 
     path: Path = field(default_factory=find_config_path, metadata={"internal": True})
@@ -153,7 +165,39 @@ def coerce(key: str, value: Any, *, where: str) -> Any:
     choices = spec.metadata.get("choices") or ()
     if choices and value not in choices:
         raise ConfigError(f"{where}: '{key}' must be one of {', '.join(choices)}, not {value!r}")
+    minimum = spec.metadata.get("minimum")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: '{key}' must be at least {minimum}, not {value}")
+    if spec.metadata.get("host") and not _host_shaped(value):
+        raise ConfigError(f"{where}: '{key}' must be an IP address or a host name, not {value!r}")
     return value
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
+
+
+def _host_shaped(value: str) -> bool:
+    """An IP address or a syntactically valid host name (resolving it is `config set`'s job:
+    a lookup at every load could stall the app on a slow resolver)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.match(value))
+
+
+def check_resolves(key: str, value: Any) -> None:
+    """For `config set`: a host setting must resolve on this machine."""
+    import socket
+
+    if not _spec(key).metadata.get("host"):
+        return
+    try:
+        socket.getaddrinfo(value, None)
+    except (OSError, UnicodeError):
+        raise ConfigError(f"'{key}' {value!r} does not resolve to an address here") from None
 
 
 def _line_of(text: str, key: str) -> int | None:
@@ -234,17 +278,72 @@ def render_toml(values: Mapping[str, Any]) -> str:
 
 
 def write_config_values(path: Path, values: Mapping[str, Any]) -> None:
-    """Write exactly these settings, atomically. Callers pass what the file already held."""
+    """Write exactly these settings, atomically (a new file, or `config init --force`).
+    The file keeps its mode (a new one gets the usual mode; it holds no secret)."""
     checked = {key: coerce(key, value, where=str(path)) for key, value in values.items()}
-    write_text_atomic(path, render_toml(checked))
+    target = _writable_target(path)
+    write_text_atomic(target, render_toml(checked), perms=_mode_for(target))
 
 
 def set_value(path: Path, key: str, raw: Any) -> Any:
-    """`config set`: change one setting in the file, keeping the others as they are.
+    """`config set`: change one setting in the file, keeping everything else as it is —
+    the other settings, comments, order and layout, the file's mode, and a symlink.
 
     The file is parsed first; if it cannot be, it is left byte-for-byte unchanged.
     """
-    current = read_file_values(path)
-    current[key] = coerce(key, raw, where=f"value for '{key}'")
-    write_config_values(path, current)
-    return current[key]
+    import tomlkit
+
+    read_file_values(path)  # a broken file is reported, never rewritten
+    value = coerce(key, raw, where=f"value for '{key}'")
+    check_resolves(key, value)
+    target = _writable_target(path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    document = tomlkit.parse(text)
+    section = _spec(key).metadata["section"]
+    table = document.get(section)
+    if table is None:
+        table = tomlkit.table()
+        document.add(section, table)
+    _put(table, key, value)
+    write_text_atomic(target, tomlkit.dumps(document), perms=_mode_for(target))
+    return value
+
+
+def _put(table: Any, key: str, value: Any) -> None:
+    """Set `key` in a tomlkit table: in place if present, else right after the table's last
+    setting (appending would put it after the comments that introduce the next table)."""
+    keys = list(table.keys())
+    if key in keys or not keys:
+        table[key] = value
+        return
+    try:
+        table.value._insert_after(keys[-1], key, value)
+    except Exception:  # tomlkit's layout helper changed: appending is still valid TOML
+        table[key] = value
+
+
+def _writable_target(path: Path) -> Path:
+    """The file to write (a symlink's target, so the link stays); a read-only one refused."""
+    target = Path(os.path.realpath(path))
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+    # No write bit (even for root, who may write anyway) or no access: the user said no.
+    if mode is not None and (not mode & 0o222 or not os.access(target, os.W_OK)):
+        raise ConfigError(
+            f"{path} is read-only (mode {mode:04o}); make it writable (chmod u+w) to change it"
+        )
+    if not target.exists() and not os.access(target.parent, os.W_OK):
+        raise ConfigError(f"cannot create {target}: its folder is not writable")
+    return target
+
+
+def _mode_for(path: Path) -> int:
+    """The mode `path` has, or the one a new file gets under this process's umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

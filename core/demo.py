@@ -290,9 +290,9 @@ class Demo:
         if endpoint is not None and serves(endpoint, version, live=False):
             if not serves(endpoint, version, live=True):
                 self.report("endpoint", f"starting endpoint {name} again")
-                endpoint = backend.start_endpoint(  # type: ignore[attr-defined]  # local
-                    name, progress=lambda text: self.report("endpoint", text)
-                )
+                control = backend.endpoint_control()
+                assert control is not None, "the demo runs on the local backend"
+                endpoint = control.start(name, progress=lambda text: self.report("endpoint", text))
             self.report("endpoint", f"endpoint {name} already serves {version.ref}")
             return endpoint, True
         endpoint = backend.deploy(
@@ -345,10 +345,14 @@ def serves(endpoint: EndpointInfo, model: ModelVersion, *, live: bool) -> bool:
 
 
 def down(config: Config) -> dict[str, list[str]]:
-    """Stop every local server phiops started for the project: endpoints and flow servers."""
+    """Stop every local server phiops started for the project: endpoints and flow servers,
+    each on its own; `problems` says which records could not be read."""
     from core.chat.flowserve import stop_flow_servers
-    from core.local.endpoints import stop_all
+    from core.local.endpoints import LocalEndpoints
+    from core.local.registry import LocalRegistry
 
-    endpoints = stop_all(config)
-    flows = [record.url for record in stop_flow_servers(config)]
-    return {"endpoints": endpoints, "flow_servers": flows}
+    local = LocalEndpoints(config, LocalRegistry(config))
+    endpoints = local.stop_all()
+    problems = list(local.problems)
+    flows = [record.url for record in stop_flow_servers(config, problems=problems)]
+    return {"endpoints": endpoints, "flow_servers": flows, "problems": problems}

@@ -23,3 +23,8 @@ class ConfigError(PhiopsError):
 
 class NotFoundError(PhiopsError):
     """A job, model, endpoint or file named by the user does not exist."""
+
+
+class UnreadableRecord(NotFoundError):
+    """A record phiops keeps on disk (a job's, an endpoint's) cannot be read; the message
+    names the file and what is wrong with it. Listings skip it and report it."""

@@ -7,8 +7,10 @@ Keys never go into phiops.toml. Every display goes through `mask`, and error tex
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import secrets as random_secrets
 import stat
 from pathlib import Path
 
@@ -85,6 +87,33 @@ class SecretStore:
 
     def values(self) -> list[str]:
         return list(self._read().values())
+
+
+def store_scope(store_path: Path) -> str:
+    """A short name for one project's local store, so two projects never share a key."""
+    return hashlib.sha256(str(Path(store_path).resolve()).encode()).hexdigest()[:12]
+
+
+def key_pair_names(base: str) -> tuple[str, str]:
+    return f"{base}/primary", f"{base}/secondary"
+
+
+def stored_key_pair(store: SecretStore, base: str) -> tuple[str, str] | None:
+    primary_name, secondary_name = key_pair_names(base)
+    primary, secondary = store.get(primary_name), store.get(secondary_name)
+    return (primary, secondary) if primary and secondary else None
+
+
+def ensure_key_pair(store: SecretStore, base: str) -> tuple[str, str, bool]:
+    """(primary, secondary, made): the pair kept under `base`, made now if it is missing."""
+    found = stored_key_pair(store, base)
+    if found is not None:
+        return (*found, False)
+    primary, secondary = random_secrets.token_urlsafe(32), random_secrets.token_urlsafe(32)
+    primary_name, secondary_name = key_pair_names(base)
+    store.set(primary_name, primary)
+    store.set(secondary_name, secondary)
+    return primary, secondary, True
 
 
 def endpoint_key(backend: str, endpoint: str, store: SecretStore | None = None) -> str | None:

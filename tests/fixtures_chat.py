@@ -228,7 +228,8 @@ def promptflow_processes(pf_home: str | None = None) -> list[str]:
     for process in psutil.process_iter(["pid", "cmdline"]):
         with contextlib.suppress(psutil.Error):
             cmdline = " ".join(process.info["cmdline"] or [])
-            if "promptflow" not in cmdline and "/pf " not in cmdline + " ":
+            served = "core.chat.flowapp" in cmdline  # phiops' keyed Prompt flow server
+            if "promptflow" not in cmdline and "/pf " not in cmdline + " " and not served:
                 continue
             if process.pid == os.getpid() or process.environ().get("PF_HOME_DIRECTORY") != home:
                 continue

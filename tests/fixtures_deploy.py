@@ -64,7 +64,9 @@ def tight_server(trained_model_dir: Path):
 
 def endpoint_pids(endpoints, name: str) -> list[int]:
     """The processes one local endpoint has recorded: its gateway and deployments."""
-    return [ref.pid for ref in endpoints._refs(endpoints.store.read(name))]
+    from core.local.endpointprocs import recorded_processes
+
+    return [ref.pid for ref in recorded_processes(endpoints.store.read(name))]
 
 
 def all_pids(endpoints) -> list[int]:

@@ -87,3 +87,74 @@ def test_relative_paths_resolve_against_the_project(project: Path, tmp_path: Pat
     elsewhere.mkdir()
     config = load_config(path, env={})
     assert config.resolve(config.train_data_path) == project / "d" / "train.jsonl"
+
+
+HAND_WRITTEN = """\
+# Brindlemoor fine-tune: ask Maren before changing the cluster
+[project]
+backend = "local"   # the laptop for now
+
+# Azure, for later
+[azure]
+compute_max_nodes = 2
+"""
+
+
+def test_set_keeps_comments_layout_and_mode(project: Path) -> None:
+    import os
+    import stat
+
+    path = project / "phiops.toml"
+    path.write_text(HAND_WRITTEN)
+    os.chmod(path, 0o644)
+    set_value(path, "compute_max_nodes", "3")
+    set_value(path, "experiment_name", "island")
+    assert path.read_text() == HAND_WRITTEN.replace(
+        "compute_max_nodes = 2", "compute_max_nodes = 3"
+    ).replace("the laptop for now\n", 'the laptop for now\nexperiment_name = "island"\n')
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_set_writes_through_a_symlink_and_refuses_a_read_only_file(project: Path) -> None:
+    import os
+
+    real = project / "shared" / "phiops.toml"
+    real.parent.mkdir()
+    real.write_text(HAND_WRITTEN)
+    link = project / "phiops.toml"
+    link.symlink_to(real)
+    set_value(link, "endpoint_name", "ep-island")
+    assert link.is_symlink() and read_file_values(real)["endpoint_name"] == "ep-island"
+
+    os.chmod(real, 0o444)
+    before = real.read_bytes()
+    with pytest.raises(ConfigError, match=r"is read-only \(mode 0444\); make it writable"):
+        set_value(link, "endpoint_name", "other")
+    assert real.read_bytes() == before and link.is_symlink()
+
+
+def test_values_are_range_checked_at_set_and_at_load(project: Path) -> None:
+    path = project / "phiops.toml"
+    path.write_text(HAND_WRITTEN)
+    with pytest.raises(ConfigError, match="'compute_max_nodes' must be at least 1, not -5"):
+        set_value(path, "compute_max_nodes", "-5")
+    with pytest.raises(ConfigError, match=r"'host' 'nowhere\.invalid' does not resolve"):
+        set_value(path, "host", "nowhere.invalid")
+    assert path.read_text() == HAND_WRITTEN
+    path.write_text('[deploy]\ndeployment_instance_count = 0\n[local]\nhost = "127.0.0.1"\n')
+    with pytest.raises(ConfigError, match="line 2: 'deployment_instance_count' must be at least 1"):
+        load_config(path, env={})
+    with pytest.raises(ConfigError, match="PHIOPS_HOST: 'host' must be an IP address or a host"):
+        load_config(project / "none.toml", env={"PHIOPS_HOST": "not a host"})
+
+
+def test_config_set_takes_a_negative_number_on_the_command_line(project: Path) -> None:
+    from tests.helpers import run_phiops
+
+    (project / "phiops.toml").write_text(HAND_WRITTEN)
+    refused = run_phiops("config", "set", "compute_max_nodes", "-5", cwd=project)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith("'compute_max_nodes' must be at least 1, not -5")
+    taken = run_phiops("config", "set", "experiment_name", "-island-", cwd=project)
+    assert taken.returncode == 0, taken.stderr
+    assert read_file_values(project / "phiops.toml")["experiment_name"] == "-island-"

@@ -108,6 +108,35 @@ def test_blue_green_traffic_rollback_and_logs(cli) -> None:
     assert logs["deployment"] == "green" and "POST /score" in logs["text"]
 
 
+def test_a_key_in_the_url_reaches_no_log_and_no_output(cli) -> None:
+    import stat
+
+    import httpx
+
+    phiops, backend, _, _ = cli
+    secret = "url-key-" + "s" * 32
+    info = backend.endpoint("phi3-endpoint")
+    key = backend.endpoint_keys("phi3-endpoint").primary
+    answer = httpx.post(
+        f"{info.scoring_uri}?key={secret}",
+        json={"input_data": ["Hi"], "params": {"max_new_tokens": 2}},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert answer.status_code == 200
+    folder = backend._endpoints.store.folder("phi3-endpoint")
+    logs = [folder / "gateway.log", *folder.glob("*/server.log")]
+    for log in logs:
+        assert secret not in log.read_text(), log
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600, log
+    # A line a server wrote before query strings were masked is masked when shown.
+    with open(folder / "green" / "server.log", "a") as old:
+        old.write(f'INFO uvicorn.access: 127.0.0.1:1 - "POST /score?key={secret} HTTP/1.1" 200\n')
+    for deployment in ("gateway", "green"):
+        shown = phiops("endpoints", "logs", "--deployment", deployment).stdout
+        assert "POST /score" in shown and secret not in shown
+
+
 def test_stop_and_start(cli) -> None:
     phiops, backend, _, _ = cli
     pids = all_pids(backend._endpoints)

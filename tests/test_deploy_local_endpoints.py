@@ -45,7 +45,9 @@ def post(info, key: str, body: dict = SEED_REQUEST, **headers: str) -> httpx.Res
 
 def deployment_stats(backend: LocalBackend, deployment: str) -> dict:
     record = backend._endpoints.store.read(ENDPOINT)
-    return httpx.get(f"http://127.0.0.1:{record.deployments[deployment].port}/stats").json()
+    url = f"http://127.0.0.1:{record.deployments[deployment].port}/stats"
+    key = backend.endpoint_keys(ENDPOINT).primary
+    return httpx.get(url, headers={"Authorization": f"Bearer {key}"}).json()
 
 
 @pytest.fixture(scope="module")

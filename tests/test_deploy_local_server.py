@@ -27,7 +27,7 @@ STREAM = {**AUTH, "Accept": "text/event-stream"}
 
 
 def stats(server) -> dict:
-    return httpx.get(server.url + "/stats").json()
+    return httpx.get(server.url + "/stats", headers=AUTH).json()
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, str]]:

@@ -1,10 +1,14 @@
-"""`pf flow serve` on the chat flow (started as `phiops flow serve` does) in front of the real
-scoring server: JSON answers, SSE streaming, errors, the served chat route, `phiops flow
-serve --detach` / `flow stop`, and no Prompt flow process left behind."""
+"""The served chat flow (Prompt flow's serving app, started as `phiops flow serve` does) in
+front of the real scoring server: its key and no CORS, JSON answers, SSE streaming, errors,
+the served chat route, `phiops flow serve --detach` / `flow stop`, a foreground server that
+ends with its phiops, and no Prompt flow process left behind."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +23,14 @@ from core.chat.sessions import SessionStore
 from core.config import Config
 from tests.fixtures_chat import promptflow_processes
 from tests.fixtures_deploy import KEY, gone
-from tests.helpers import run_phiops
+from tests.helpers import BIN, run_phiops
 
 pytestmark = pytest.mark.slow
 
 QUESTION = {"question": "What is the capital of Peru?", "temperature": 0, "max_new_tokens": 24}
 WRONG_KEY = "wrong-key-" + "w" * 30
+FLOW_KEY = "flow-key-" + "f" * 40
+FLOW_AUTH = {"Authorization": f"Bearer {FLOW_KEY}"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,7 +44,7 @@ def _nothing_left_running() -> Iterator[None]:
 def flow_server(scoring_server, tmp_path_factory) -> Iterator:
     log = tmp_path_factory.mktemp("flow-serve") / "serve.log"
     target = EndpointTarget(scoring_server.scoring_uri, KEY)
-    server = start_flow_server(target, port=0, log_file=log)
+    server = start_flow_server(target, keys=[FLOW_KEY], port=0, log_file=log)
     yield server
     server.stop()
     assert gone(server.pid), f"pf flow serve {server.pid} still runs"
@@ -48,7 +54,7 @@ def flow_server(scoring_server, tmp_path_factory) -> Iterator:
 def wrong_key_flow_server(scoring_server, tmp_path_factory) -> Iterator:
     log = tmp_path_factory.mktemp("flow-serve-wrong") / "serve.log"
     target = EndpointTarget(scoring_server.scoring_uri, WRONG_KEY)
-    server = start_flow_server(target, port=0, log_file=log)
+    server = start_flow_server(target, keys=[FLOW_KEY], port=0, log_file=log)
     yield server
     server.stop()
     assert gone(server.pid)
@@ -63,7 +69,10 @@ def test_health_and_a_json_answer(flow_server) -> None:
     assert httpx.get(flow_server.url + "/health").json()["status"] == "Healthy"
     history = [{"inputs": {"question": "Capital of Chile?"}, "outputs": {"answer": "Santiago."}}]
     response = httpx.post(
-        flow_server.score_url, json={**QUESTION, "chat_history": history}, timeout=120
+        flow_server.score_url,
+        json={**QUESTION, "chat_history": history},
+        headers=FLOW_AUTH,
+        timeout=120,
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -72,8 +81,9 @@ def test_health_and_a_json_answer(flow_server) -> None:
 
 
 def test_streams_when_asked_for_event_stream(flow_server) -> None:
-    whole = httpx.post(flow_server.score_url, json=QUESTION, timeout=120).json()["answer"]
-    headers = {"Accept": "text/event-stream"}
+    answered = httpx.post(flow_server.score_url, json=QUESTION, headers=FLOW_AUTH, timeout=120)
+    whole = answered.json()["answer"]
+    headers = {"Accept": "text/event-stream", **FLOW_AUTH}
     with httpx.stream(
         "POST", flow_server.score_url, json=QUESTION, headers=headers, timeout=120
     ) as response:
@@ -85,18 +95,50 @@ def test_streams_when_asked_for_event_stream(flow_server) -> None:
     assert "".join(event["answer"] for event in events) == whole  # greedy: the same answer
 
 
-def test_the_key_is_in_neither_argv_nor_the_log(flow_server) -> None:
+def test_no_key_is_in_argv_the_environment_or_the_log(flow_server) -> None:
     family = [psutil.Process(flow_server.pid), *psutil.Process(flow_server.pid).children(True)]
     for process in family:
         assert KEY not in " ".join(process.cmdline())
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes()
+        assert KEY.encode() not in environ and FLOW_KEY.encode() not in environ
     assert KEY not in flow_server.log.read_text(errors="replace")
     assert flow_server.url.startswith("http://127.0.0.1")  # bound to loopback
+
+
+def test_the_served_flow_answers_only_its_key_and_allows_no_other_origin(flow_server) -> None:
+    score = flow_server.score_url
+    assert httpx.post(score, json=QUESTION, timeout=60).status_code == 401
+    wrong = {"Authorization": f"Bearer {WRONG_KEY}"}
+    assert httpx.post(score, json=QUESTION, headers=wrong, timeout=60).status_code == 401
+    for path in ("/swagger.json", "/version", "/"):
+        assert httpx.get(flow_server.url + path, timeout=60).status_code == 401, path
+    assert httpx.get(flow_server.url + "/swagger.json", headers=FLOW_AUTH).status_code == 200
+    assert httpx.get(flow_server.url + "/health").status_code == 200  # liveness stays open
+
+    # What a web page in the user's browser can send without a preflight: refused, no CORS.
+    page = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    simple = httpx.post(score, content=json.dumps(QUESTION), headers=page, timeout=60)
+    assert simple.status_code == 401
+    assert "access-control-allow-origin" not in simple.headers
+    preflight = httpx.options(
+        score,
+        headers={
+            "Origin": "http://evil.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    keyed = httpx.post(score, json=QUESTION, headers={**page, **FLOW_AUTH}, timeout=120)
+    assert keyed.status_code == 200 and "access-control-allow-origin" not in keyed.headers
 
 
 def test_a_wrong_key_is_one_sentence_from_the_served_flow(
     wrong_key_flow_server, scoring_server
 ) -> None:
-    response = httpx.post(wrong_key_flow_server.score_url, json=QUESTION, timeout=120)
+    response = httpx.post(
+        wrong_key_flow_server.score_url, json=QUESTION, headers=FLOW_AUTH, timeout=120
+    )
     assert response.status_code >= 400
     message = response.json()["error"]["message"]
     assert f"the endpoint at {scoring_server.scoring_uri} refused the key (HTTP 401)" in message
@@ -104,8 +146,9 @@ def test_a_wrong_key_is_one_sentence_from_the_served_flow(
 
 
 async def test_the_served_route_of_the_chat_service(
-    flow_server, wrong_key_flow_server, scoring_server, tmp_path: Path
+    flow_server, wrong_key_flow_server, scoring_server, tmp_path: Path, monkeypatch
 ) -> None:
+    monkeypatch.setenv("PHIOPS_FLOW_KEY", FLOW_KEY)  # the flows were not served by a project
     service = ChatService(Config(), SessionStore(tmp_path / "chat.sqlite3"))
     session = service.store.create(route="served")
     params = GenerationParams(temperature=0, max_new_tokens=24)
@@ -149,6 +192,9 @@ def test_phiops_flow_serve_detach_chat_via_and_stop(scoring_server, project: Pat
         assert KEY not in started.stdout + started.stderr
         records = list((project / ".phiops" / "flow-servers").glob("*.json"))
         assert [json.loads(path.read_text())["pid"] for path in records] == [info["pid"]]
+        refused = httpx.post(info["score_url"], json=QUESTION, timeout=60)
+        assert refused.status_code == 401, "the served flow must want its key"
+        assert KEY.encode() not in Path(f"/proc/{info['pid']}/environ").read_bytes()
 
         asked = run_phiops(
             "chat",
@@ -182,3 +228,106 @@ def test_flow_serve_on_a_port_in_use_is_one_sentence(flow_server, scoring_server
     assert result.stderr.strip().splitlines()[-1] == (
         f"phiops: port {port} on 127.0.0.1 is in use; choose another with --port"
     )
+
+
+def serve_in_foreground(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, dict]:
+    """`phiops flow serve --port 0 --json` in the foreground, and what it printed once ready."""
+    process = subprocess.Popen(
+        [str(BIN / "phiops"), "flow", "serve", "--port", "0", "--json"],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if line.rstrip() == "}":
+            break
+    else:
+        process.wait(30)
+        pytest.fail(f"phiops flow serve ended: {process.stderr.read() if process.stderr else ''}")
+    return process, json.loads("".join(lines))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+def test_a_foreground_served_flow_ends_with_its_phiops(
+    scoring_server, project: Path, signum: int
+) -> None:
+    env = {"PHIOPS_ENDPOINT_URL": scoring_server.scoring_uri, "PHIOPS_ENDPOINT_KEY": KEY}
+    process, info = serve_in_foreground(env, project)
+    try:
+        records = list((project / ".phiops" / "flow-servers").glob("*.json"))
+        assert [json.loads(path.read_text())["pid"] for path in records] == [info["pid"]]
+        process.send_signal(signum)
+        process.wait(60)
+        assert gone(info["pid"]), f"the flow server outlived phiops ({signum!r})"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+        if not gone(info["pid"], within=1):
+            os.kill(info["pid"], signal.SIGKILL)
+    if signum != signal.SIGKILL:
+        assert process.returncode == 128 + signum
+        assert not list((project / ".phiops" / "flow-servers").glob("*.json"))
+
+
+def test_down_stops_a_foreground_served_flow(scoring_server, project: Path) -> None:
+    env = {"PHIOPS_ENDPOINT_URL": scoring_server.scoring_uri, "PHIOPS_ENDPOINT_KEY": KEY}
+    process, info = serve_in_foreground(env, project)
+    try:
+        down = run_phiops("down", "--json")
+        assert down.returncode == 0, down.stderr
+        assert json.loads(down.stdout)["flow_servers"] == [info["url"]]
+        assert gone(info["pid"])
+        assert process.wait(60) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
+def test_pf_flow_test_in_a_phiops_project_leaves_no_trace_service(
+    scoring_server, project: Path, tmp_path: Path
+) -> None:
+    """The README's hand-run `pf flow test`, in a user's own project folder (not the
+    repository, whose pf.yaml turns tracing off) with a Prompt flow home of its own."""
+    import sys
+
+    from core.chat.inprocess import FLOW_DIR
+    from tests.fixtures_chat import promptflow_processes
+
+    initialised = run_phiops("config", "init", "--non-interactive", cwd=project)
+    assert initialised.returncode == 0, initialised.stderr
+    assert "destination: none" in (project / "pf.yaml").read_text()
+    home = tmp_path / "users-pf-home"  # a user's home: no pf.yaml of phiops' there
+    home.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PF_DISABLE_TRACING", "PF_HOME_DIRECTORY")
+    }
+    env.update(
+        PF_HOME_DIRECTORY=str(home),
+        PHIOPS_ENDPOINT_URL=scoring_server.scoring_uri,
+        PHIOPS_ENDPOINT_KEY=KEY,
+        APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED="true",  # as the README says
+    )
+    pf = str(Path(sys.executable).parent / "pf")
+    try:
+        result = subprocess.run(
+            [pf, "flow", "test", "--flow", str(FLOW_DIR), "--inputs", "question=Capital of Peru?"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert promptflow_processes(str(home)) == [], "pf flow test left a service running"
+    finally:
+        for line in promptflow_processes(str(home)):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)

@@ -295,20 +295,26 @@ async def served_flow_pieces(
     base_url: str,
     inputs: dict[str, Any],
     *,
+    key: str = "",
     timeout_s: float = DEFAULT_TIMEOUT_S,
     policy: RetryPolicy | None = None,
 ) -> AsyncIterator[str]:
-    """The answer from a flow served by `pf flow serve` at `base_url`, streamed (SSE)."""
+    """The answer from a served flow at `base_url` (`phiops flow serve`, which wants its
+    `key`, or a `pf flow serve` of the user's), streamed (SSE)."""
     url = base_url.rstrip("/")
     url = url if url.endswith("/score") else url + "/score"
     where = f"the served flow at {url}"
+    headers = {"Accept": "text/event-stream, application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     response = await open_stream(
         client,
         url,
         body=inputs,
-        headers={"Accept": "text/event-stream, application/json"},
+        headers=headers,
         where=where,
         timeout_s=timeout_s,
+        secret=key,
         policy=policy,
         relay=True,
     )

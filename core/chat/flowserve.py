@@ -1,10 +1,16 @@
-"""Serving the chat flow with Prompt flow's own `pf flow serve`, as a child process.
+"""Serving the chat flow with Prompt flow's serving app, behind a key, as a child process.
 
-The endpoint's URL and key reach the server through its environment (never argv, where
-`ps` shows them, nor a file); Prompt flow gets its own home with telemetry and tracing off.
-Detached servers are recorded under the project's local store (`.phiops/flow-servers/`)
-so `stop_flow_servers()` (used by `phiops flow stop` and `phiops down`) can stop them, and
-only them: a record whose process has gone or is another program is dropped, never killed.
+The child is `python -m core.chat.flowapp`: the serving app `pf flow serve` runs, wrapped
+so that every request needs one of the served flow's keys (`Authorization: Bearer`) and no
+other origin is allowed. phiops makes the flow's keys per project and keeps them in the
+user's secret store, as it does endpoint keys. The endpoint's key and the flow's keys reach
+the child on an inherited pipe (never argv, where `ps` shows them, nor its environment,
+which `/proc/PID/environ` keeps); Prompt flow gets its own home with telemetry and tracing
+off. Every served flow, foreground or detached, is recorded under the project's local store
+(`.phiops/flow-servers/`) so `stop_flow_servers()` (`phiops flow stop`, `phiops down`) can
+stop them, and only them: a record whose process has gone or is another program is
+dropped, never killed. A foreground server also dies with the phiops that started it
+(`PR_SET_PDEATHSIG`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,13 +28,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.atomic import write_text_atomic
+from core.backend import EndpointKeys
 from core.chat.endpoint import EndpointTarget
 from core.chat.inprocess import FLOW_DIR, QUIET_ENV
 from core.errors import PhiopsError
 from core.paths import user_data_dir
+from core.pfconfig import TEXT as PF_TEXT
+from core.secrets import SecretStore, ensure_key_pair, store_scope
 
 RECORDS_DIRNAME = "flow-servers"
-PF_CONFIG = "telemetry:\n  enabled: false\ntrace:\n  destination: none\n"
+FLOW_KEY_ENV = "PHIOPS_FLOW_KEY"
+FLOW_APP = "core.chat.flowapp"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Never passed on to the served flow's environment: the key goes through the pipe.
+PRIVATE_ENV = ("PHIOPS_ENDPOINT_KEY", FLOW_KEY_ENV, "PHIOPS_SCORING_KEYS")
 
 
 class FlowServeError(PhiopsError):
@@ -43,20 +55,45 @@ class FlowServerRecord:
     started_at: float
     create_time: float
     log: str
+    detached: bool = True
+    parent: int = 0  # the phiops process a foreground server belongs to
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def pf_executable() -> str:
-    """`pf` from this environment (the one phiops runs in), else from PATH."""
-    beside = Path(sys.executable).parent / "pf"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("pf")
-    if not found:
-        raise FlowServeError("Prompt flow's `pf` command is not installed in this environment")
-    return found
+# -- the served flow's keys --------------------------------------------------------------
+
+
+def _keys_base(config: Any) -> str:
+    return f"flow/local@{store_scope(Path(config.store_path))}"
+
+
+def flow_keys(config: Any, secrets: SecretStore | None = None) -> EndpointKeys:
+    """This project's served-flow keys (made on first use), kept like endpoint keys."""
+    primary, secondary, _ = ensure_key_pair(secrets or SecretStore(), _keys_base(config))
+    return EndpointKeys(primary, secondary)
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def served_flow_key(config: Any, url: str) -> str:
+    """The key to send to the served flow at `url`: `PHIOPS_FLOW_KEY`, else this project's
+    flow key when `url` is a flow this project serves (so the key never goes to another
+    program listening on a port phiops used to serve on); "" otherwise."""
+    given = os.environ.get(FLOW_KEY_ENV)
+    if given:
+        return given
+    wanted = _origin(url)
+    with contextlib.suppress(OSError, PhiopsError):
+        if any(_origin(record.url) == wanted for record in flow_servers(config)):
+            return flow_keys(config).primary
+    return ""
 
 
 def pf_home() -> Path:
@@ -70,16 +107,16 @@ def pf_home() -> Path:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     config = home / "pf.yaml"
     if not config.exists():
-        write_text_atomic(config, PF_CONFIG)
+        write_text_atomic(config, PF_TEXT)
     return home
 
 
 def server_environment(target: EndpointTarget) -> dict[str, str]:
-    """The child's environment: ours, plus the endpoint and Prompt flow's settings."""
+    """The child's environment: ours without any key, plus the endpoint's URL and Prompt
+    flow's settings (the keys go through the secrets pipe)."""
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name not in PRIVATE_ENV},
         "PHIOPS_ENDPOINT_URL": target.url,
-        "PHIOPS_ENDPOINT_KEY": target.key,
         "PHIOPS_ENDPOINT_TIMEOUT": f"{target.timeout_s:g}",
         "PF_HOME_DIRECTORY": str(pf_home()),
         **QUIET_ENV,
@@ -88,6 +125,7 @@ def server_environment(target: EndpointTarget) -> dict[str, str]:
     }
     if target.deployment:
         env["PHIOPS_ENDPOINT_DEPLOYMENT"] = target.deployment
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -111,7 +149,7 @@ def url_host(host: str) -> str:
 
 
 class FlowServer:
-    """A running `pf flow serve`; `stop()` ends it (and is safe to call twice)."""
+    """A running served flow; `stop()` ends it (and is safe to call twice)."""
 
     def __init__(self, process: subprocess.Popen, url: str, log: Path) -> None:
         self.process = process
@@ -194,6 +232,7 @@ def wait_healthy(server: FlowServer, timeout: float, progress=None) -> None:
 def start_flow_server(
     target: EndpointTarget,
     *,
+    keys: list[str],
     host: str = "127.0.0.1",
     port: int = 8080,
     flow_dir: Path = FLOW_DIR,
@@ -202,12 +241,17 @@ def start_flow_server(
     ready_timeout: float = 120,
     progress=None,
 ) -> FlowServer:
-    """Start `pf flow serve --source flow_dir` and wait until `/health` answers.
+    """Serve the flow in `flow_dir` behind `keys` and wait until `/health` answers.
 
     `port=0` picks a free one. `detach` puts the server in its own session so it outlives
-    this process (record it with `record_server`); otherwise it shares our process group
-    and Ctrl+C in the terminal reaches both.
+    this process (record it with `record_server`); otherwise it shares our process group,
+    Ctrl+C in the terminal reaches both, and it dies with this process.
     """
+    from core.serving.process import open_private_log
+    from core.serving.secretpipe import SECRETS_FD_FLAG, secret_pipe
+
+    if not keys or not all(isinstance(key, str) and key for key in keys):
+        raise FlowServeError("a served flow needs at least one non-empty key")
     if not (Path(flow_dir) / "flow.dag.yaml").is_file():
         raise FlowServeError(f"no flow to serve: {flow_dir}/flow.dag.yaml does not exist")
     if port == 0:
@@ -216,9 +260,12 @@ def start_flow_server(
         raise FlowServeError(f"port {port} on {host} is in use; choose another with --port")
     log = Path(log_file) if log_file else pf_home() / f"flow-serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [pf_executable(), "flow", "serve", "--source", str(flow_dir)]
-    command += ["--port", str(port), "--host", host, "--skip-open-browser"]
-    handle: IO[bytes] = open(log, "ab")  # noqa: SIM115 - the child keeps writing to it
+    secrets_fd = secret_pipe({"flow_keys": list(keys), "endpoint_key": target.key})
+    command = [sys.executable, "-m", FLOW_APP, "--source", str(Path(flow_dir).resolve())]
+    command += ["--port", str(port), "--host", host, SECRETS_FD_FLAG, str(secrets_fd)]
+    if not detach:
+        command += ["--parent-pid", str(os.getpid())]
+    handle: IO[bytes] = open_private_log(log)
     try:
         process = subprocess.Popen(
             command,
@@ -228,9 +275,11 @@ def start_flow_server(
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=detach,
+            pass_fds=(secrets_fd,),
         )
     finally:
         handle.close()
+        os.close(secrets_fd)
     server = FlowServer(process, f"http://{url_host(host)}:{port}", log)
     try:
         wait_healthy(server, ready_timeout, progress)
@@ -247,7 +296,7 @@ def records_dir(config: Any) -> Path:
     return Path(config.store_path) / RECORDS_DIRNAME
 
 
-def record_server(config: Any, server: FlowServer) -> FlowServerRecord:
+def record_server(config: Any, server: FlowServer, *, detached: bool = True) -> FlowServerRecord:
     import psutil
 
     record = FlowServerRecord(
@@ -256,6 +305,8 @@ def record_server(config: Any, server: FlowServer) -> FlowServerRecord:
         started_at=time.time(),
         create_time=psutil.Process(server.pid).create_time(),
         log=str(server.log),
+        detached=detached,
+        parent=0 if detached else os.getpid(),
     )
     folder = records_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
@@ -263,15 +314,70 @@ def record_server(config: Any, server: FlowServer) -> FlowServerRecord:
     return record
 
 
+def forget_server(config: Any, pid: int) -> bool:
+    """Remove the record of server `pid`; False when it was already gone (stopped by
+    `phiops flow stop` or `phiops down`)."""
+    try:
+        (records_dir(config) / f"{pid}.json").unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def serve_flow(
+    config: Any,
+    target: EndpointTarget,
+    *,
+    host: str | None = None,
+    port: int = 8080,
+    detach: bool = False,
+    ready_timeout: float = 120,
+    progress=None,
+    log_file: Path | None = None,
+) -> FlowServer:
+    """Serve the project's chat flow behind its keys, and record it (foreground too)."""
+    keys = flow_keys(config)
+    server = start_flow_server(
+        target,
+        keys=[keys.primary, keys.secondary],
+        host=host or config.host,
+        port=port,
+        detach=detach,
+        ready_timeout=ready_timeout,
+        progress=progress,
+        log_file=log_file,
+    )
+    try:
+        record_server(config, server, detached=detach)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 def _read_records(config: Any) -> list[tuple[Path, FlowServerRecord | None]]:
+    from core.local.records import load_record
+
     folder = records_dir(config)
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            found.append((path, FlowServerRecord(**json.loads(path.read_text()))))
-        except (OSError, ValueError, TypeError):
+            found.append((path, load_record(FlowServerRecord, json.loads(path.read_text()))))
+        except (OSError, ValueError):
             found.append((path, None))
     return found
+
+
+def _unrecorded_server(path: Path) -> int | None:
+    """The pid a damaged record's file name gives, if that process is this user's flow
+    server (its command line says so); None otherwise."""
+    import psutil
+
+    with contextlib.suppress(ValueError, psutil.Error, TypeError):
+        process = psutil.Process(int(path.stem))
+        if process.uids().real == os.getuid() and FLOW_APP in process.cmdline():
+            return process.pid
+    return None
 
 
 def _alive(record: FlowServerRecord) -> bool:
@@ -290,16 +396,27 @@ def flow_servers(config: Any) -> list[FlowServerRecord]:
     return [record for _, record in _read_records(config) if record and _alive(record)]
 
 
-def stop_flow_servers(config: Any, timeout: float = 10) -> list[FlowServerRecord]:
-    """Stop every detached flow server this project recorded; the ones stopped.
+def stop_flow_servers(
+    config: Any, timeout: float = 10, problems: list[str] | None = None
+) -> list[FlowServerRecord]:
+    """Stop every flow server this project recorded (foreground or detached); the ones
+    stopped. For `phiops flow stop` and `phiops down`.
 
-    For `phiops down`. Records of processes that are gone are removed quietly.
+    Records of processes that are gone are removed quietly. A damaged record is removed
+    too, after stopping the flow server its file name points at, and said in `problems`.
     """
     stopped = []
     for path, record in _read_records(config):
         if record is not None and _alive(record):
             _terminate(record.pid, timeout)
             stopped.append(record)
+        elif record is None:
+            pid = _unrecorded_server(path)
+            if pid is not None:
+                _terminate(pid, timeout)
+            if problems is not None:
+                done = f"; stopped the flow server it named (pid {pid})" if pid else ""
+                problems.append(f"the flow server record {path} cannot be read{done}")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return stopped

@@ -245,8 +245,11 @@ class ChatService:
         if route == ChatRoute.SERVED:
             if not via_url:
                 raise ChatError("the served route needs the served flow's URL (--via URL)")
+            from core.chat.flowserve import served_flow_key
+
+            key = await asyncio.to_thread(served_flow_key, self.config, via_url)
             pieces = served_flow_pieces(
-                self._client(), via_url, flow_inputs(question, turns, params)
+                self._client(), via_url, flow_inputs(question, turns, params), key=key
             )
         else:
             target = self._target or await asyncio.to_thread(self.endpoint_target)

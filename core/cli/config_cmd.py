@@ -87,7 +87,17 @@ def init(
                 if key not in values:
                     values[key] = click.prompt(key, default=defaults[key])
     write_config_values(path, values)
-    emit({"path": str(path), "values": values}, as_json, lambda: click.echo(f"wrote {path}"))
+    from core.pfconfig import ensure_project_pf_config
+
+    pf_config = ensure_project_pf_config(path.parent)
+    data = {"path": str(path), "values": values, "pf_config": str(pf_config or "")}
+
+    def human() -> None:
+        click.echo(f"wrote {path}")
+        if pf_config:
+            click.echo(f"wrote {pf_config} (Prompt flow: no telemetry, no trace service)")
+
+    emit(data, as_json, human)
 
 
 @config.command("show")
@@ -123,7 +133,7 @@ def show(app: AppContext, show_secrets: bool, as_json: bool) -> None:
     emit(data, as_json, human)
 
 
-@config.command("set")
+@config.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @json_option

@@ -8,7 +8,7 @@ import click
 
 from core.cli.follow import raw_option
 from core.cli.main import AppContext, pass_app
-from core.cli.output import console, emit, err_console, json_option
+from core.cli.output import console, emit, err_console, json_option, report_problems
 
 
 def wait_quietly(backend, name: str, poll: float = 1.0) -> int:
@@ -88,7 +88,7 @@ def down(app: AppContext, as_json: bool) -> None:
 
     def human() -> None:
         names = [*stopped["endpoints"], *stopped["flow_servers"]]
-        if not names:
+        if not names and not stopped["problems"]:
             console().print("No phiops server was running.")
             return
         for name in stopped["endpoints"]:
@@ -97,3 +97,4 @@ def down(app: AppContext, as_json: bool) -> None:
             console().print(f"Stopped the flow server at {url}.")
 
     emit(stopped, as_json, human)
+    report_problems(stopped["problems"])

@@ -222,8 +222,10 @@ def deploy(
         info = chosen.deploy(
             version, endpoint, deployment, traffic, progress=say, request_settings=settings
         )
+    # The deployment this call created, as the backend decided it under its lock; the
+    # difference from before is only a fallback for a backend that does not say.
     created = sorted({d.name for d in info.deployments} - before)
-    name = deployment or (created[0] if created else "")
+    name = info.deployed or deployment or (created[0] if created else "")
     try:
         key = mask(chosen.endpoint_keys(endpoint).primary)
     except PhiopsError:

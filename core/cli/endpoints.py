@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from core.backend import EndpointInfo
+from core.backend import EndpointControl, EndpointInfo
 from core.cli.deploy import backend_option, progress_lines
 from core.cli.main import AppContext, pass_app
-from core.cli.output import console, emit, err_console, json_option
+from core.cli.output import console, emit, err_console, json_option, report_problems
 from core.errors import PhiopsError
 from core.secrets import mask
 from core.text import plural
@@ -92,11 +92,14 @@ def render_endpoint(info: EndpointInfo, key: str = "", detailed: bool = False) -
 @pass_app
 def list_(app: AppContext, backend: str | None, as_json: bool) -> None:
     """List endpoints with their deployments and traffic."""
-    found = app.backend(backend).endpoints()
+    chosen = app.backend(backend)
+    found = chosen.endpoints()
+    problems = chosen.record_problems()
 
     def human() -> None:
         if not found:
-            console().print("No endpoints yet; create one with `phiops deploy`.")
+            if not problems:
+                console().print("No endpoints yet; create one with `phiops deploy`.")
             return
         for index, info in enumerate(found):
             if index:
@@ -104,6 +107,7 @@ def list_(app: AppContext, backend: str | None, as_json: bool) -> None:
             render_endpoint(info)
 
     emit([info.to_dict() for info in found], as_json, human)
+    report_problems(problems)
 
 
 @endpoints.command("show")
@@ -145,7 +149,9 @@ def logs(
         if not info.deployments:
             raise PhiopsError(f"endpoint {endpoint} has no deployments")
         deployment = max(info.deployments, key=lambda d: info.traffic.get(d.name, 0)).name
-    text = chosen.deployment_logs(endpoint, deployment, lines)
+    from core.serving.logredact import redact_log
+
+    text = redact_log(chosen.deployment_logs(endpoint, deployment, lines))
     data = {"endpoint": endpoint, "deployment": deployment, "text": text}
     emit(data, as_json, lambda: click.echo(text.rstrip("\n")))
 
@@ -274,16 +280,14 @@ def delete(
 # -- local only: start and stop ------------------------------------------------------------
 
 
-def local_endpoints(app: AppContext, backend: str | None) -> Any:
-    if (backend or app.config.backend) != "local":
+def endpoint_control(app: AppContext, backend: str | None) -> EndpointControl:
+    control = app.backend(backend).endpoint_control()
+    if control is None:
         raise PhiopsError(
             "start and stop apply to local endpoints; an Azure endpoint runs (and is billed) "
             "until its deployments are deleted"
         )
-    from core.local.endpoints import LocalEndpoints
-    from core.local.registry import LocalRegistry
-
-    return LocalEndpoints(app.config, LocalRegistry(app.config))
+    return control
 
 
 @endpoints.command("start")
@@ -293,10 +297,10 @@ def local_endpoints(app: AppContext, backend: str | None) -> Any:
 @pass_app
 def start(app: AppContext, name: str | None, backend: str | None, as_json: bool) -> None:
     """Start a local endpoint's gateway and deployments again (after `stop` or a reboot)."""
-    local = local_endpoints(app, backend)
+    control = endpoint_control(app, backend)
     endpoint = endpoint_name(app, name)
     with progress_lines(as_json, f"Starting endpoint {endpoint}…") as say:
-        info = local.start(endpoint, progress=say)
+        info = control.start(endpoint, progress=say)
     emit(info.to_dict(), as_json, lambda: render_endpoint(info))
 
 
@@ -310,18 +314,20 @@ def stop(
     app: AppContext, name: str | None, every: bool, backend: str | None, as_json: bool
 ) -> None:
     """Stop a local endpoint's processes; its deployments, split and URI are kept."""
-    local = local_endpoints(app, backend)
+    control = endpoint_control(app, backend)
     if every:
-        stopped = local.stop_all()
+        stopped = control.stop_all()
+        problems = list(control.problems)
         emit(
-            {"stopped": stopped},
+            {"stopped": stopped, "problems": problems},
             as_json,
             lambda: console().print(
                 f"Stopped {', '.join(stopped)}." if stopped else "No local endpoint was running."
             ),
         )
+        report_problems(problems)
         return
-    info = local.stop(endpoint_name(app, name))
+    info = control.stop(endpoint_name(app, name))
     emit(info.to_dict(), as_json, lambda: render_endpoint(info))
 
 

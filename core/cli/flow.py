@@ -1,14 +1,21 @@
-"""`phiops flow serve|stop|test`: the Prompt flow chat flow, served or run once."""
+"""`phiops flow serve|stop|key|test`: the Prompt flow chat flow, served or run once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core.cli.main import AppContext, pass_app
 from core.cli.output import console, emit, err_console, json_option
+
+if TYPE_CHECKING:
+    from core.chat.endpoint import EndpointTarget
+    from core.chat.flowserve import FlowServer
 
 
 @click.group()
@@ -48,13 +55,14 @@ def serve(
     ready_timeout: float,
     as_json: bool,
 ) -> None:
-    """Serve the flow with `pf flow serve`, wired to the configured endpoint.
+    """Serve the flow (Prompt flow's serving app, as `pf flow serve` runs it), wired to the
+    configured endpoint and behind this project's flow key.
 
-    The endpoint's URL and key go to the server in its environment; clients POST
-    {"question": ..., "chat_history": [...]} to /score, and get the answer streamed when
-    they send `Accept: text/event-stream`.
+    Clients POST {"question": ..., "chat_history": [...]} to /score with
+    `Authorization: Bearer <flow key>` (`phiops flow key --show-secrets`), and get the answer
+    streamed when they send `Accept: text/event-stream`.
     """
-    from core.chat.flowserve import record_server, start_flow_server
+    from core.chat.flowserve import serve_flow
     from core.chat.service import resolve_target
 
     config = app.config
@@ -64,12 +72,27 @@ def serve(
     waiting = (
         contextlib.nullcontext()
         if as_json
-        else err_console().status(f"Starting pf flow serve on {where} (waiting for /health)…")
+        else err_console().status(f"Starting the flow server on {where} (waiting for /health)…")
     )
-    with waiting:
-        server = start_flow_server(
-            target, host=host, port=port, detach=detach, ready_timeout=ready_timeout
-        )
+    # In the foreground SIGTERM and SIGHUP stop the server as Ctrl+C does, from the start.
+    signals = contextlib.nullcontext([]) if detach else stop_on_signals()
+    with signals as stopped_by:
+        try:
+            with waiting:
+                server = serve_flow(
+                    config, target, host=host, port=port, detach=detach, ready_timeout=ready_timeout
+                )
+            report(server, target, detach, as_json)
+            if not detach:
+                wait_in_foreground(config, server)
+        except KeyboardInterrupt:
+            if not stopped_by:
+                raise
+    if stopped_by:
+        raise SystemExit(128 + stopped_by[0])
+
+
+def report(server: FlowServer, target: EndpointTarget, detach: bool, as_json: bool) -> None:
     data = {
         "url": server.url,
         "score_url": server.score_url,
@@ -78,13 +101,16 @@ def serve(
         "log": str(server.log),
         "endpoint": target.url,
     }
-    if detach:
-        record_server(config, server)
 
     def human() -> None:
         out = console()
         out.print(f"[green]Flow ready[/] at {server.url}", highlight=False)
-        out.print("  POST /score; send Accept: text/event-stream to stream", highlight=False)
+        out.print(
+            "  POST /score with Authorization: Bearer <flow key> (phiops flow key "
+            "--show-secrets); send Accept: text/event-stream to stream",
+            highlight=False,
+            markup=False,
+        )
         out.print(f"  endpoint  {target.url}", highlight=False)
         out.print(f"  log       {server.log}", highlight=False)
         if detach:
@@ -93,17 +119,60 @@ def serve(
             out.print("Ctrl+C stops it.")
 
     emit(data, as_json, human)
-    if detach:
-        return
+
+
+def wait_in_foreground(config: Any, server: FlowServer) -> None:
+    """Until the server ends or we are stopped; the server and its record go either way."""
+    from core.chat.flowserve import FlowServeError, forget_server
+
     try:
         code = server.process.wait()
     except KeyboardInterrupt:
+        code = None
+    finally:
         server.stop()
-        return
-    if code:
-        from core.chat.flowserve import FlowServeError
+        recorded = forget_server(config, server.pid)
+    if code and recorded:  # a record already gone: `phiops flow stop` or `down` stopped it
+        raise FlowServeError(f"the flow server stopped with exit code {code}; see {server.log}")
 
-        raise FlowServeError(f"pf flow serve stopped with exit code {code}; see {server.log}")
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+    """While serving in the foreground, SIGTERM and SIGHUP (a closed terminal) stop the flow
+    server as Ctrl+C does; the list names the signal that came, if any."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not received:  # a second signal must not cut the stop short
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    saved = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield received
+    finally:
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)
+
+
+@flow.command("key")
+@click.option("--show-secrets", is_flag=True, help="Print the keys themselves, not masked.")
+@json_option
+@pass_app
+def key(app: AppContext, show_secrets: bool, as_json: bool) -> None:
+    """The keys a served flow of this project takes (Authorization: Bearer KEY)."""
+    from core.chat.flowserve import flow_keys
+    from core.secrets import mask
+
+    found = flow_keys(app.config)
+    shown = (lambda value: value) if show_secrets else mask
+    data = {"primary": shown(found.primary), "secondary": shown(found.secondary)}
+
+    def human() -> None:
+        console().print(f"primary    {data['primary']}", markup=False, highlight=False)
+        console().print(f"secondary  {data['secondary']}", markup=False, highlight=False)
+
+    emit(data, as_json, human)
 
 
 @flow.command("stop")

@@ -11,7 +11,7 @@ import click
 from core.backend import JobInfo, JobStatus
 from core.cli.follow import follow_job, raw_option, styled, write_job, write_line
 from core.cli.main import AppContext, pass_app
-from core.cli.output import console, emit, err_console, json_option
+from core.cli.output import console, emit, err_console, json_option, report_problems
 
 backend_option = click.option(
     "--backend",
@@ -45,11 +45,14 @@ def duration(job: JobInfo) -> str:
 @pass_app
 def list_(app: AppContext, backend: str | None, as_json: bool) -> None:
     """List jobs, newest first."""
-    found = app.backend(backend).jobs()
+    chosen = app.backend(backend)
+    found = chosen.jobs()
+    problems = chosen.record_problems()
 
     def human() -> None:
         if not found:
-            console().print("No jobs yet; start one with `phiops train submit`.")
+            if not problems:
+                console().print("No jobs yet; start one with `phiops train submit`.")
             return
         from rich.table import Table
 
@@ -63,6 +66,7 @@ def list_(app: AppContext, backend: str | None, as_json: bool) -> None:
         console().print(table)
 
     emit([job.to_dict() for job in found], as_json, human)
+    report_problems(problems)
 
 
 @jobs.command("show")

@@ -67,8 +67,11 @@ class AppContext:
     def config(self):
         if self._config is None:
             from core.config import load_config
+            from core.pfconfig import ensure_project_pf_config
 
             self._config = load_config()
+            if self._config.path.exists():  # first use in a project: its pf.yaml too
+                ensure_project_pf_config(self._config.project_dir)
         return self._config
 
     def backend(self, name: str | None = None):

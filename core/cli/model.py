@@ -11,7 +11,7 @@ import click
 
 import core
 from core.cli.main import AppContext, pass_app
-from core.cli.output import console, emit, json_option
+from core.cli.output import console, emit, json_option, report_problems
 from core.errors import NotFoundError, PhiopsError
 
 SCAFFOLD_TINY = Path(core.__file__).resolve().parent.parent / "trainer" / "scaffold_tiny.py"
@@ -121,11 +121,16 @@ def register(
 @pass_app
 def list_(app: AppContext, name: str | None, backend: str | None, as_json: bool) -> None:
     """List registered models and their versions, newest first."""
-    versions = app.backend(backend).models(name)
+    chosen = app.backend(backend)
+    versions = chosen.models(name)
+    problems = chosen.record_problems()
 
     def human() -> None:
         if not versions:
-            console().print("No registered models yet; register one with `phiops model register`.")
+            if not problems:  # a store that lost its models is not "no models yet"
+                console().print(
+                    "No registered models yet; register one with `phiops model register`."
+                )
             return
         from rich.table import Table
 
@@ -139,3 +144,4 @@ def list_(app: AppContext, name: str | None, backend: str | None, as_json: bool)
         console().print(table)
 
     emit([v.__dict__ | {"ref": v.ref} for v in versions], as_json, human)
+    report_problems(problems)

@@ -56,6 +56,18 @@ def err_console():
     return Console(stderr=True, highlight=False)
 
 
+def report_problems(problems: list[str]) -> None:
+    """After a command did what it could: each problem as one sentence on stderr, exit 1."""
+    if not problems:
+        return
+    from core.secrets import redact
+
+    for problem in problems:
+        sys.stderr.write(f"phiops: {redact(problem).rstrip()}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one sentence on stderr and exit; the secrets are masked on the way out."""
     from core.secrets import redact

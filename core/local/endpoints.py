@@ -5,7 +5,9 @@ URI and a pair of keys; each deployment is a scoring server process
 (`core.serving.server`) with the deployment's request settings. Both run detached, so
 they outlive phiops; their pids are recorded (`core.local.endpointstore`), so a later
 phiops sees what runs, reports a dead process as Stopped, and `start` (or `deploy`)
-brings it back on the same URI.
+brings it back on the same URI. Starting and stopping the processes is
+`core.local.endpointprocs`; this class decides what should run. It is also the local
+backend's `EndpointControl` (start, stop, stop_all).
 
 Deploying is blue/green, as on Azure (`core.bluegreen`): the endpoint is created if
 absent and never deleted; the new deployment starts at 0% traffic, must become ready and
@@ -19,14 +21,10 @@ primary also under the name `phiops score` and the flow read for the backend.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
-import secrets as random_secrets
 import shutil
-import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from core import bluegreen
@@ -40,12 +38,12 @@ from core.backend import (
     RequestSettings,
 )
 from core.config import Config
-from core.errors import NotFoundError, PhiopsError
+from core.errors import NotFoundError, PhiopsError, UnreadableRecord
+from core.local.endpointprocs import EndpointProcesses, StartFailed, recorded_processes
 from core.local.endpointstore import (
     CREATING,
     FAILED,
     GATEWAY_LOG,
-    ROUTES,
     SERVER_LOG,
     STOPPED,
     SUCCEEDED,
@@ -54,7 +52,18 @@ from core.local.endpointstore import (
     EndpointStore,
 )
 from core.local.jobstore import ProcessRef, log_tail
-from core.secrets import SecretStore, endpoint_key_name
+from core.secrets import (
+    SecretStore,
+    endpoint_key_name,
+    ensure_key_pair,
+    key_pair_names,
+    store_scope,
+    stored_key_pair,
+)
+from core.serving.limits import body_limit
+from core.serving.logredact import redact_log
+from core.serving.modelfiles import find_model_files
+from core.serving.params import MAX_INPUTS
 
 BACKEND = "local"
 INSTANCE_TYPE = "local"
@@ -63,8 +72,6 @@ SMOKE_REQUEST = {
     "input_data": ["Reply with one word: ready?"],
     "params": {"max_new_tokens": 8, "do_sample": False},
 }
-GATEWAY_READY_S = 60.0
-STOP_GRACE_S = 15.0
 _NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 
 
@@ -82,38 +89,6 @@ def nonzero(traffic: dict[str, int] | None) -> dict[str, int]:
     return {name: share for name, share in (traffic or {}).items() if share}
 
 
-def port_free(host: str, port: int | None) -> bool:
-    if not port:
-        return False
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def stop_processes(refs: list[ProcessRef], grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM every live one at once, wait up to `grace`, SIGKILL what is left."""
-    import psutil
-
-    procs = []
-    for ref in refs:
-        if ref is None or not ref.alive():
-            continue
-        with contextlib.suppress(psutil.Error):
-            process = psutil.Process(ref.pid)
-            process.terminate()
-            procs.append(process)
-    _, left = psutil.wait_procs(procs, timeout=grace)
-    for process in left:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(left, timeout=5)
-
-
 class LocalEndpoints:
     """The endpoints part of the local backend."""
 
@@ -128,33 +103,24 @@ class LocalEndpoints:
         self.config = config
         self.registry = registry
         self.secrets = secrets or SecretStore()
-        self.store = EndpointStore(config.store_path / "endpoints")
+        self.store = EndpointStore(config.store_path / "endpoints", config.host)
         self.host = config.host
-        self.ready_timeout = ready_timeout  # None: each deployment's probe initial delay
+        self.processes = EndpointProcesses(self.store, ready_timeout=ready_timeout)
+        self.problems: list[str] = []  # records the last list or stop_all could not read
 
     # -- keys ----------------------------------------------------------------------------
 
-    def _secret_names(self, endpoint: str) -> tuple[str, str]:
-        scope = hashlib.sha256(str(self.config.store_path.resolve()).encode()).hexdigest()[:12]
-        base = f"{endpoint_key_name(BACKEND, endpoint)}@{scope}"
-        return f"{base}/primary", f"{base}/secondary"
+    def _secret_base(self, endpoint: str) -> str:
+        return f"{endpoint_key_name(BACKEND, endpoint)}@{store_scope(self.config.store_path)}"
 
     def _stored_keys(self, endpoint: str) -> EndpointKeys | None:
-        primary_name, secondary_name = self._secret_names(endpoint)
-        primary = self.secrets.get(primary_name)
-        secondary = self.secrets.get(secondary_name)
-        return EndpointKeys(primary, secondary) if primary and secondary else None
+        found = stored_key_pair(self.secrets, self._secret_base(endpoint))
+        return EndpointKeys(*found) if found else None
 
     def _ensure_keys(self, endpoint: str) -> tuple[EndpointKeys, bool]:
         """The endpoint's keys, made now if the secret store has none; (keys, made)."""
-        found = self._stored_keys(endpoint)
-        if found is not None:
-            return found, False
-        keys = EndpointKeys(random_secrets.token_urlsafe(32), random_secrets.token_urlsafe(32))
-        primary_name, secondary_name = self._secret_names(endpoint)
-        self.secrets.set(primary_name, keys.primary)
-        self.secrets.set(secondary_name, keys.secondary)
-        return keys, True
+        primary, secondary, made = ensure_key_pair(self.secrets, self._secret_base(endpoint))
+        return EndpointKeys(primary, secondary), made
 
     def _mirror(self, endpoint: str, keys: EndpointKeys) -> None:
         """The primary also under the name the rest of phiops looks keys up by."""
@@ -228,10 +194,15 @@ class LocalEndpoints:
         return self._info(self.store.read(name))
 
     def list(self) -> list[EndpointInfo]:
-        found = []
+        """Every readable endpoint; the damaged records are said in `problems`."""
+        found, self.problems = [], []
         for name in self.store.names():
-            with contextlib.suppress(NotFoundError):
+            try:
                 found.append(self.get(name))
+            except UnreadableRecord as problem:
+                self.problems.append(str(problem))
+            except NotFoundError:
+                pass  # deleted while we looked
         return found
 
     def logs(self, endpoint: str, deployment: str, lines: int = 100) -> str:
@@ -246,16 +217,13 @@ class LocalEndpoints:
             raise NotFoundError(
                 f"endpoint {endpoint} has no deployment named {deployment} (deployments: {known})"
             )
-        return log_tail(path, lines=lines, max_bytes=max(64 * 1024, lines * 400))
+        text = log_tail(path, lines=lines, max_bytes=max(64 * 1024, lines * 400))
+        return redact_log(text)  # a log written before query strings were masked, too
 
     # -- changing the record -------------------------------------------------------------
 
     def _update(self, endpoint: str, change: Callable[[EndpointRecord], Any]) -> Any:
-        with self.store.locked():
-            record = self.store.read(endpoint)
-            result = change(record)
-            self.store.write(record, self.host)
-            return result
+        return self.store.update(endpoint, change)
 
     def _settle(self, record: EndpointRecord) -> None:
         """A deployment left Creating by an interrupted deploy is Failed."""
@@ -266,125 +234,21 @@ class LocalEndpoints:
 
     # -- processes -----------------------------------------------------------------------
 
-    def _start_gateway(self, endpoint: str, keys: EndpointKeys, say: Progress) -> None:
-        from core.serving.process import spawn, wait_until_ready
-
-        record = self.store.read(endpoint)
-        if record.gateway_running() and record.port:
-            return
-        folder = self.store.folder(endpoint)
-        ready = folder / "gateway.ready"
-        ready.unlink(missing_ok=True)
-        port = record.port if port_free(self.host, record.port) else 0
-        say(f"starting endpoint {endpoint}")
-        args = ["--routes", str(folder / ROUTES), "--host", self.host, "--port", str(port)]
-        process = spawn(
-            "core.serving.gateway",
-            [*args, "--ready-file", str(ready)],
-            keys=[keys.primary, keys.secondary],
-            log_file=folder / GATEWAY_LOG,
-            detached=True,
-        )
-        ref = ProcessRef.of(process.pid)
-
-        def started(current: EndpointRecord) -> None:
-            current.gateway = ref
-
-        self._update(endpoint, started)
-        try:
-            bound = wait_until_ready(
-                ready,
-                ref.alive,
-                host=self.host,
-                timeout=GATEWAY_READY_S,
-                what=f"the gateway of endpoint {endpoint}",
-                log_file=folder / GATEWAY_LOG,
-                path="/liveness",
-            )
-        except BaseException:
-            stop_processes([ref])
-            raise
-        finally:
-            ready.unlink(missing_ok=True)
-
-        def listening(current: EndpointRecord) -> None:
-            current.port = bound
-
-        self._update(endpoint, listening)
-
     def _start_deployment(
         self, endpoint: str, name: str, keys: EndpointKeys, say: Progress
     ) -> None:
         """Start its server and wait until ready; on failure it is Failed, with why."""
-        from core.serving.modelfiles import find_model_files
-        from core.serving.process import server_args, spawn, wait_until_ready
-
-        deployment = self.store.read(endpoint).deployments[name]
-        folder = self.store.deployment_folder(endpoint, name)
-        ready = folder / "server.ready"
-        folder.mkdir(parents=True, exist_ok=True)
-        ready.unlink(missing_ok=True)
         try:
-            find_model_files(deployment.model_path)
-        except PhiopsError as problem:
-            raise self._failed(endpoint, name, f"its model is unusable: {problem}") from None
-        args = server_args(
-            Path(deployment.model_path),
-            host=self.host,
-            port=0,
-            deployment=name,
-            settings=deployment.request_settings,
-            ready_file=ready,
-            exit_with_parent=False,
-        )
-        process = spawn(
-            "core.serving.server",
-            args,
-            keys=[keys.primary, keys.secondary],
-            log_file=folder / SERVER_LOG,
-            detached=True,
-        )
-        ref = ProcessRef.of(process.pid)
-
-        def started(current: EndpointRecord) -> None:
-            item = current.deployments[name]
-            item.process, item.port, item.error = ref, None, ""
-
-        self._update(endpoint, started)
-        timeout = self.ready_timeout or float(deployment.probe_settings.initial_delay)
-        reported = [0.0]
-
-        def waiting(elapsed: float) -> None:
-            if elapsed - reported[0] >= 5:
-                reported[0] = elapsed
-                say(f"deployment {name} is loading its model ({elapsed:.0f} s)")
-
-        try:
-            port = wait_until_ready(
-                ready,
-                ref.alive,
-                host=self.host,
-                timeout=timeout,
-                what=f"the server of deployment {name}",
-                log_file=folder / SERVER_LOG,
-                progress=waiting,
-            )
-        except PhiopsError as problem:
+            self.processes.start_server(endpoint, name, keys, say)
+        except StartFailed as problem:
             raise self._failed(endpoint, name, str(problem)) from None
-        finally:
-            ready.unlink(missing_ok=True)
-
-        def listening(current: EndpointRecord) -> None:
-            current.deployments[name].port = port
-
-        self._update(endpoint, listening)
 
     def _failed(self, endpoint: str, name: str, reason: str) -> PhiopsError:
         """Stop the deployment's server, record it Failed, and say so (traffic untouched)."""
         record = self.store.read(endpoint)
         item = record.deployments.get(name)
         if item is not None and item.process is not None:
-            stop_processes([item.process], grace=5)
+            self.processes.stop_server(item.process, grace=5)
 
         def failed(current: EndpointRecord) -> None:
             found = current.deployments.get(name)
@@ -402,12 +266,12 @@ class LocalEndpoints:
         """Gateway and every provisioned deployment running (as `endpoints start` does)."""
         keys, made = self._ensure_keys(endpoint)
         record = self.store.read(endpoint)
-        running = [ref for ref in self._refs(record) if ref.alive()]
+        running = [ref for ref in recorded_processes(record) if ref.alive()]
         if made and running:
             say(f"the keys of endpoint {endpoint} were missing; restarting it with new ones")
-            self._stop_running(endpoint)
+            self.processes.stop(endpoint)
         self._update(endpoint, lambda current: setattr(current, "stopped", False))
-        self._start_gateway(endpoint, keys, say)
+        self.processes.start_gateway(endpoint, keys, say)
         for name, item in sorted(self.store.read(endpoint).deployments.items()):
             if item.state == SUCCEEDED and not item.running():
                 say(f"starting deployment {name} ({item.model})")
@@ -417,25 +281,6 @@ class LocalEndpoints:
                     say(str(problem))
         self._mirror(endpoint, keys)
         return keys
-
-    @staticmethod
-    def _refs(record: EndpointRecord) -> list[ProcessRef]:
-        refs = [record.gateway] + [item.process for item in record.deployments.values()]
-        return [ref for ref in refs if ref is not None]
-
-    def _stop_running(self, endpoint: str) -> None:
-        """Stop the gateway first (no new requests), then every server; forget their pids."""
-        record = self.store.read(endpoint)
-        if record.gateway is not None:
-            stop_processes([record.gateway])
-        stop_processes([item.process for item in record.deployments.values() if item.process])
-
-        def forget(current: EndpointRecord) -> None:
-            current.gateway = None
-            for item in current.deployments.values():
-                item.process = item.port = None
-
-        self._update(endpoint, forget)
 
     def _smoke_test(self, endpoint: str, name: str, keys: EndpointKeys) -> None:
         """One request in the contract's shape, through the endpoint, to `name` only."""
@@ -488,6 +333,7 @@ class LocalEndpoints:
         say(f"checking model {model.ref}")
         version = self.registry.get(model.name, model.version or None)
         model_path = self.registry.local_path(version)
+        max_body = body_limit(find_model_files(model_path).context_tokens(), MAX_INPUTS)
 
         waiting = lambda: say(f"waiting for another phiops operation on endpoint {endpoint}")  # noqa: E731
         with self.store.operation(endpoint, waiting):
@@ -516,9 +362,10 @@ class LocalEndpoints:
                     request_settings=request_settings or RequestSettings(),
                     probe_settings=probe_settings or ProbeSettings(),
                     deployer=ProcessRef.of(os.getpid()),
+                    max_body_bytes=max_body,
                 )
                 record.traffic.setdefault(name, 0)
-                self.store.write(record, self.host)
+                self.store.write(record)
             try:
                 try:
                     keys = self._bring_up(endpoint, say)
@@ -546,7 +393,9 @@ class LocalEndpoints:
 
             split = self._update(endpoint, shift)
             say(f"traffic: {describe(split)}")
-        return self.get(endpoint)
+        info = self.get(endpoint)
+        info.deployed = name  # decided under the lock, whatever else deploys beside us
+        return info
 
     # -- traffic -------------------------------------------------------------------------
 
@@ -602,7 +451,7 @@ class LocalEndpoints:
             with self.store.locked():
                 record = self.store.read(endpoint)
                 self._settle(record)
-                self.store.write(record, self.host)
+                self.store.write(record)
             self._bring_up(endpoint, say)
         return self.get(endpoint)
 
@@ -610,17 +459,28 @@ class LocalEndpoints:
         """Stop the endpoint's processes; its deployments, split and URI are kept."""
         with self.store.operation(endpoint):
             self._update(endpoint, lambda record: setattr(record, "stopped", True))
-            self._stop_running(endpoint)
+            self.processes.stop(endpoint)
         return self.get(endpoint)
 
     def stop_all(self) -> list[str]:
-        """Stop every local endpoint's processes (for `phiops down`); the names stopped."""
-        stopped = []
+        """Stop every local endpoint's processes (for `phiops down`); the names stopped.
+
+        Each endpoint on its own: a damaged record does not stop the others. Its processes
+        are found by their command lines (they name the endpoint's folder) and stopped too;
+        the record is said in `problems`.
+        """
+        stopped, self.problems = [], []
         for name in self.store.names():
-            record = self.store.read(name)
-            if any(ref.alive() for ref in self._refs(record)):
-                self.stop(name)
-                stopped.append(name)
+            try:
+                if self.processes.running(name):
+                    self.stop(name)
+                    stopped.append(name)
+            except UnreadableRecord as problem:
+                found = self.processes.stop_unrecorded(name)
+                note = f"; stopped {len(found)} of its processes found by command line"
+                self.problems.append(str(problem) + (note if found else ""))
+                if found:
+                    stopped.append(name)
         return stopped
 
     # -- deleting ------------------------------------------------------------------------
@@ -640,8 +500,7 @@ class LocalEndpoints:
                 return process
 
             process = self._update(endpoint, detach)  # the gateway stops routing to it first
-            if process is not None:
-                stop_processes([process])
+            self.processes.stop_server(process)
             self._update(endpoint, lambda record: record.deployments.pop(deployment, None))
             shutil.rmtree(self.store.deployment_folder(endpoint, deployment), ignore_errors=True)
 
@@ -649,10 +508,10 @@ class LocalEndpoints:
         """Stop everything the endpoint runs, then remove it and its keys."""
         with self.store.operation(endpoint):
             self.store.read(endpoint)
-            self._stop_running(endpoint)
+            self.processes.stop(endpoint)
             keys = self._stored_keys(endpoint)
             shutil.rmtree(self.store.folder(endpoint), ignore_errors=True)
-            for name in self._secret_names(endpoint):
+            for name in key_pair_names(self._secret_base(endpoint)):
                 self.secrets.delete(name)
             mirror = endpoint_key_name(BACKEND, endpoint)
             if keys is not None and self.secrets.get(mirror) == keys.primary:

@@ -21,14 +21,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.atomic import write_text_atomic
 from core.backend import ProbeSettings, RequestSettings
-from core.errors import NotFoundError
 from core.local.jobstore import ProcessRef
+from core.local.records import load_record, read_record
 
 RECORD = "endpoint.json"
 ROUTES = "routes.json"
@@ -52,16 +52,7 @@ class DeploymentRecord:
     process: ProcessRef | None = None
     port: int | None = None
     deployer: ProcessRef | None = None  # the phiops process creating it, while Creating
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeploymentRecord:
-        values = _known(cls, data)
-        values["request_settings"] = RequestSettings(**values.get("request_settings", {}))
-        values["probe_settings"] = ProbeSettings(**values.get("probe_settings", {}))
-        for key in ("process", "deployer"):
-            if values.get(key):
-                values[key] = ProcessRef(**values[key])
-        return cls(**values)
+    max_body_bytes: int = 0  # the largest request body (0: from the model's context)
 
     def running(self) -> bool:
         return self.process is not None and self.process.alive()
@@ -82,31 +73,23 @@ class EndpointRecord:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EndpointRecord:
-        values = _known(cls, data)
-        if values.get("gateway"):
-            values["gateway"] = ProcessRef(**values["gateway"])
-        values["deployments"] = {
-            name: DeploymentRecord.from_dict(item)
-            for name, item in (values.get("deployments") or {}).items()
-        }
-        values["traffic"] = {str(k): int(v) for k, v in (values.get("traffic") or {}).items()}
-        return cls(**values)
+    def from_dict(cls, data: Any) -> EndpointRecord:
+        """The record in `data`; RecordError when it does not have an endpoint record's shape."""
+        return load_record(cls, data)
 
     def gateway_running(self) -> bool:
         return self.gateway is not None and self.gateway.alive()
 
 
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {spec.name for spec in fields(cls)}
-    return {key: value for key, value in data.items() if key in names}
-
-
 class EndpointStore:
-    """Reads and writes the endpoint folders of one local store."""
+    """Reads and writes the endpoint folders of one local store.
 
-    def __init__(self, root: Path) -> None:
+    `host` is where the servers listen, for the deployments' addresses in the routes file.
+    """
+
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
         self.root = root
+        self.host = host
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -149,24 +132,27 @@ class EndpointStore:
         return (self.folder(name) / RECORD).is_file()
 
     def read(self, name: str) -> EndpointRecord:
-        path = self.folder(name) / RECORD
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"no local endpoint named {name}; see `phiops endpoints list`"
-            ) from None
-        except (OSError, ValueError) as problem:
-            raise NotFoundError(
-                f"the record of endpoint {name} cannot be read ({problem})"
-            ) from None
-        return EndpointRecord.from_dict(data)
+        return read_record(
+            EndpointRecord,
+            self.folder(name) / RECORD,
+            name,
+            what=f"endpoint {name}",
+            missing=f"no local endpoint named {name}; see `phiops endpoints list`",
+        )
 
-    def write(self, record: EndpointRecord, host: str) -> None:
+    def write(self, record: EndpointRecord) -> None:
         """The record, then the routes the gateway reads (each file atomically)."""
         folder = self.folder(record.name)
         write_text_atomic(folder / RECORD, record.to_json())
-        write_text_atomic(folder / ROUTES, json.dumps(routes(record, host), indent=2) + "\n")
+        write_text_atomic(folder / ROUTES, json.dumps(routes(record, self.host), indent=2) + "\n")
+
+    def update(self, name: str, change: Callable[[EndpointRecord], Any]) -> Any:
+        """Read-decide-write one record under the store's lock; what `change` returns."""
+        with self.locked():
+            record = self.read(name)
+            result = change(record)
+            self.write(record)
+            return result
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -191,5 +177,6 @@ def routes(record: EndpointRecord, host: str) -> dict[str, Any]:
             "timeout_s": deployment.request_settings.request_timeout_ms / 1000
             + deployment.request_settings.max_queue_wait_ms / 1000
             + 30,
+            "max_body_bytes": deployment.max_body_bytes,
         }
     return {"endpoint": record.name, "traffic": record.traffic, "deployments": deployments}

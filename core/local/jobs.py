@@ -28,7 +28,13 @@ from core.config import Config
 from core.errors import NotFoundError, PhiopsError
 from core.jobcommon import FINE_TUNE, new_job_name
 from core.jobevents import Event, read_events
-from core.local.job_runner import ACTIVE, DEFAULT_CANCEL_GRACE, settle, start_next
+from core.local.job_runner import (
+    ACTIVE,
+    DEFAULT_CANCEL_GRACE,
+    needs_settling,
+    settle,
+    start_next,
+)
 from core.local.jobstore import (
     EVENTS,
     MODEL_OUTPUT,
@@ -106,8 +112,20 @@ class LocalJobs:
         )
         with self.store.locked():
             self.store.write(record)
-            start_next(self.store)
+            try:
+                start_next(self.store)
+            except BaseException:
+                self._withdraw(name)  # a submit that fails leaves no Queued job behind
+                raise
             return self.store.info(self.store.read(name))
+
+    def _withdraw(self, name: str) -> None:
+        """Remove a just-submitted job that nothing has started (callers hold the lock)."""
+        with contextlib.suppress(NotFoundError):
+            record = self.store.read(name)
+            if record.status != JobStatus.QUEUED or record.runner is not None:
+                return  # it runs after all: keep it
+        shutil.rmtree(self.store.folder(name), ignore_errors=True)
 
     def _input_file(self, value: str, what: str, setting: str) -> Path:
         if not value:
@@ -161,9 +179,14 @@ class LocalJobs:
     def get(self, name: str) -> JobInfo:
         return self.store.info(self._record(name))
 
+    @property
+    def problems(self) -> list[str]:
+        """Job records the last listing could not read, one sentence each."""
+        return list(self.store.problems)
+
     def list(self) -> list[JobInfo]:
         records = self.store.records()
-        stale = [record for record in records if record.status in ACTIVE and not _alive(record)]
+        stale = [record for record in records if needs_settling(record)]
         waiting = any(record.status == JobStatus.QUEUED for record in records)
         idle = not any(record.status in ACTIVE for record in records)
         if stale or (waiting and idle):
@@ -181,7 +204,7 @@ class LocalJobs:
     def _record(self, name: str) -> JobRecord:
         """The record, with a dead job marked Failed (and the queue moved on) first."""
         record = self.store.read(name)
-        if record.status in ACTIVE and not _alive(record):
+        if needs_settling(record):
             with self.store.locked():
                 start_next(self.store)  # settles it (and any other dead one) first
                 record = self.store.read(name)
@@ -204,10 +227,19 @@ class LocalJobs:
         record = self._record(name)
         if not record.run_id:
             return []
-        from core.jobcommon import metric_history
-        from core.local.tracking import mlflow_client
+        from mlflow.exceptions import MlflowException
 
-        return metric_history(mlflow_client(self.config.store_path), record.run_id)
+        from core.jobcommon import metric_history
+        from core.local.tracking import DB_FILENAME, mlflow_client
+
+        try:
+            return metric_history(mlflow_client(self.config.store_path), record.run_id)
+        except MlflowException:
+            raise NotFoundError(
+                f"the MLflow run {record.run_id} is not in the local tracking store "
+                f"({self.config.store_path / DB_FILENAME}); was mlflow.db deleted or "
+                "replaced? Its metrics are gone"
+            ) from None
 
     # -- following the log ---------------------------------------------------------------
 
@@ -258,7 +290,8 @@ class LocalJobs:
         checkpoint and exits) and SIGKILL after `grace` seconds. Waits until it has ended,
         at most `wait` seconds (default: the grace plus a little)."""
         with self.store.locked():
-            record = settle(self.store, self.store.read(name))
+            # No adoption here: a trainer without a supervisor is stopped by us, below.
+            record = settle(self.store, self.store.read(name), adopt=False)
             if record.status.is_final:
                 return self.store.info(record)
             if record.status == JobStatus.QUEUED or (
@@ -336,7 +369,3 @@ class LocalJobs:
 
     async def wait_async(self, name: str, timeout: float | None = None) -> JobInfo:
         return await asyncio.to_thread(self.wait, name, timeout)
-
-
-def _alive(record: JobRecord) -> bool:
-    return any(ref is not None and ref.alive() for ref in (record.runner, record.trainer))

@@ -22,13 +22,14 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.atomic import write_text_atomic
 from core.backend import JobInfo, JobStatus
-from core.errors import NotFoundError
+from core.errors import NotFoundError, UnreadableRecord
+from core.local.records import load_record, read_record
 
 RECORD = "job.json"
 STD_LOG = "user_logs/std_log.txt"
@@ -91,6 +92,7 @@ class JobRecord:
     cancel_grace: float = 0.0
     resume: bool = False
     attempts: int = 1
+    events_offset: int = 0  # where this attempt's events start in events.jsonl
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -98,14 +100,9 @@ class JobRecord:
         return json.dumps(data, indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
-        known = {spec.name for spec in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        values["status"] = JobStatus(values["status"])
-        for key in ("runner", "trainer"):
-            if values.get(key):
-                values[key] = ProcessRef(**values[key])
-        return cls(**values)
+    def from_dict(cls, data: Any) -> JobRecord:
+        """The record in `data`; RecordError when it does not have a job record's shape."""
+        return load_record(cls, data)
 
 
 class JobStore:
@@ -113,6 +110,7 @@ class JobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.problems: list[str] = []  # records the last `records()` could not read
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -132,14 +130,13 @@ class JobStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read(self, name: str) -> JobRecord:
-        path = self.path(name, RECORD)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NotFoundError(f"no local job named '{name}'; see `phiops jobs list`") from None
-        except (OSError, ValueError) as error:
-            raise NotFoundError(f"the record of job '{name}' cannot be read ({error})") from None
-        return JobRecord.from_dict(data)
+        return read_record(
+            JobRecord,
+            self.path(name, RECORD),
+            name,
+            what=f"job '{name}'",
+            missing=f"no local job named '{name}'; see `phiops jobs list`",
+        )
 
     def write(self, record: JobRecord) -> None:
         write_text_atomic(self.path(record.name, RECORD), record.to_json())
@@ -152,11 +149,17 @@ class JobStore:
         ]
 
     def records(self) -> list[JobRecord]:
-        """Every readable record, newest first (as Azure ML lists jobs)."""
-        found = []
+        """Every readable record, newest first (as Azure ML lists jobs); the unreadable ones
+        are skipped and said in `problems`."""
+        found, problems = [], []
         for name in self.names():
-            with contextlib.suppress(NotFoundError):
+            try:
                 found.append(self.read(name))
+            except UnreadableRecord as problem:
+                problems.append(str(problem))
+            except NotFoundError:
+                pass  # removed while we looked
+        self.problems = problems
         return sorted(found, key=lambda record: record.created_at, reverse=True)
 
     def info(self, record: JobRecord) -> JobInfo:

@@ -5,6 +5,10 @@ A job's trainer logs its model to the job's MLflow run (an MLflow 3 LoggedModel 
 points at it, tagged with the job's name, exactly as the Azure backend registers the job's
 output. A job whose run logged no model (tracking failed, an older job) is registered from
 its output folder (`outputs/model/mlflow_model`), which holds the same MLflow model.
+
+The registry lives in one SQLite file; if it is deleted or replaced, the endpoints and jobs
+still refer to what it held. Listing says so (`problems`), and a new registration never
+re-issues a version number an endpoint's deployment refers to.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class LocalRegistry:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._client: Any = None
+        self.problems: list[str] = []  # what the last listing found the store has lost
 
     @property
     def client(self) -> Any:
@@ -76,6 +81,7 @@ class LocalRegistry:
             client.create_registered_model(
                 name, description="Phi-3 fine-tuned by phiops", tags={"phiops": "fine-tuned"}
             )
+        self._skip_served_versions(name, source)
         created = client.create_model_version(
             name,
             source,
@@ -129,12 +135,86 @@ class LocalRegistry:
         )
 
     def list(self, name: str | None = None) -> list[ModelVersion]:
-        """Versions of `name`, newest first; without a name, every model's, by name."""
+        """Versions of `name`, newest first; without a name, every model's, by name. What the
+        store lost (versions endpoints serve, runs jobs logged to) is said in `problems`."""
         query = f"name = '{name}'" if name else ""
         if name and "'" in name:
             raise PhiopsError(f"model names cannot contain quotes: {name!r}")
         found = [_to_version(raw) for raw in self.client.search_model_versions(query)]
+        self.problems = self._lost({v.ref for v in found}, name)
         return sorted(found, key=lambda v: (v.name, -_number(v.version)))
+
+    # -- what the endpoints and jobs refer to ----------------------------------------------
+
+    def _served(self) -> dict[str, list[str]]:
+        """Model refs (`name:version`) the endpoint records name → where (`endpoint/dep`)."""
+        from core.errors import UnreadableRecord
+        from core.local.endpointstore import EndpointStore
+
+        store = EndpointStore(self.config.store_path / "endpoints")
+        served: dict[str, list[str]] = {}
+        for endpoint in store.names():
+            try:
+                record = store.read(endpoint)
+            except (NotFoundError, UnreadableRecord):
+                continue  # said by the endpoints' own listing
+            for deployment in record.deployments.values():
+                served.setdefault(deployment.model, []).append(f"{endpoint}/{deployment.name}")
+        return served
+
+    def _lost(self, registered: set[str], name: str | None) -> list[str]:
+        from core.local.jobstore import JobStore
+        from core.local.tracking import DB_FILENAME, known_run_ids
+
+        database = self.config.store_path / DB_FILENAME
+        problems = []
+        missing = {
+            ref: where
+            for ref, where in self._served().items()
+            if ref not in registered and (name is None or ref.split(":")[0] == name)
+        }
+        if missing:
+            listed = "; ".join(f"{ref} (served by {', '.join(w)})" for ref, w in missing.items())
+            problems.append(
+                f"the local registry ({database}) no longer has models that endpoints refer "
+                f"to: {listed}; was mlflow.db deleted or replaced? New registrations will "
+                "not reuse these version numbers"
+            )
+        runs = known_run_ids(self.config.store_path) or set()
+        jobs = [r for r in JobStore(self.config.store_path / "jobs").records() if r.run_id]
+        gone = [record.name for record in jobs if record.run_id not in runs]
+        if gone:
+            problems.append(
+                f"the local tracking store ({database}) has no MLflow run of {len(gone)} "
+                f"job{'s' if len(gone) > 1 else ''} (e.g. {gone[0]}): their metrics and "
+                "logged models are gone"
+            )
+        return problems
+
+    def _skip_served_versions(self, name: str, source: str) -> None:
+        """Make MLflow's next version of `name` higher than any an endpoint refers to: a
+        version number is never issued twice, even by a registry that lost its history.
+        MLflow numbers a new version after the highest row it holds, deleted ones included,
+        so each missing number is created and deleted at once."""
+        served = [
+            _number(ref.split(":", 1)[1]) for ref in self._served() if ref.startswith(name + ":")
+        ]
+        highest = max(served, default=0)
+        while True:
+            taken = [
+                _number(v.version) for v in self.client.search_model_versions(f"name = '{name}'")
+            ]
+            if max(taken, default=0) >= highest:
+                return
+            placeholder = self.client.create_model_version(
+                name,
+                source,
+                description="a version number an endpoint refers to; kept from being re-issued",
+                tags={"phiops": "reserved"},
+            )
+            self.client.delete_model_version(name, placeholder.version)
+            if _number(placeholder.version) >= highest:
+                return
 
     def local_path(self, model: ModelVersion) -> Path:
         """The folder holding the version's MLflow model, checked to be servable."""
@@ -156,7 +236,8 @@ class LocalRegistry:
 
 
 def _number(version: str) -> int:
-    return int(version) if version.isdigit() else 0
+    text = str(version)
+    return int(text) if text.isdigit() else 0
 
 
 def _has_model(location: str) -> bool:

@@ -7,6 +7,7 @@ continues the run phiops made, and a resumed job keeps logging to the same run.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,16 @@ def artifact_root(store: Path) -> Path:
 
 
 def mlflow_client(store: Path) -> Any:
-    """A client on the local store (creating it on first use)."""
+    """A client on the local store (creating it on first use, quietly: MLflow and alembic
+    log each table they create at INFO, which would land in the CLI's output)."""
+    import logging
+
     from mlflow.tracking import MlflowClient
 
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
     store.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(store)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -54,3 +62,18 @@ def close_run(store: Path, run_id: str, status: str) -> None:
     client = mlflow_client(store)
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, status=status)
+
+
+def known_run_ids(store: Path) -> set[str] | None:
+    """The run ids the store's database holds (read-only, without MLflow); None when there
+    is no database at all."""
+    import sqlite3
+
+    database = store.resolve() / DB_FILENAME
+    if not database.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT run_uuid FROM runs")}
+    except sqlite3.Error:
+        return set()

@@ -1,11 +1,14 @@
 """The scoring server's routes: Azure ML's `/score` contract, probes, and the request rules.
 
 Order of checks for `POST /score`, cheapest first, so a request that will be refused costs
-no model work: the key (401, constant-time), readiness (503), the body (400), a place
-among the deployment's `max_concurrent_requests_per_instance` (waits up to
-`max_queue_wait_ms`, then 429), then the model, within `request_timeout_ms` (504). A
-place is given back when the model is done with the request — for a timed-out or
-abandoned one, when its rows have stopped — so the limit counts real model work.
+no model work: the key (401, constant-time), readiness (503), the body's size (413, before
+any of it is parsed; `core.serving.limits`), the body (400: strict JSON, the contract, the
+prompt's length — rendered and tokenized on a worker thread, never on the event loop or the
+generation thread), a place among the deployment's `max_concurrent_requests_per_instance`
+(waits up to `max_queue_wait_ms`, then 429), then the model, within `request_timeout_ms`
+(504). A place is given back when the model is done with the request — for a timed-out or
+abandoned one, when its rows have stopped — so the limit counts real model work. `/stats`
+needs the key too; the probes do not.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from starlette.routing import Route
 from core.backend import RequestSettings
 from core.serving.batcher import Batcher, Job, JobFailed, Stats
 from core.serving.engine import Answer, Engine
-from core.serving.params import BadRequest, parse_score_request
+from core.serving.limits import BodyRefused, body_limit, read_body
+from core.serving.params import MAX_INPUTS, BadRequest, loads, parse_score_request
 
 log = logging.getLogger("phiops.serving")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -80,8 +84,10 @@ class ServerState:
         max_batch_prompts: int = 32,
         batch_window_s: float = 0.1,
         on_fatal: Callable[[str], None] | None = None,
+        max_body_bytes: int = 0,
     ) -> None:
         self.digests = [digest(key) for key in keys if key]
+        self.max_body_bytes = max_body_bytes  # 0: from the model's context once loaded
         self.deployment = deployment
         self.settings = settings or RequestSettings()
         self.loader = loader
@@ -120,6 +126,8 @@ class ServerState:
             window_s=self.batch_window_s,
         )
         batcher.start()
+        if not self.max_body_bytes:
+            self.max_body_bytes = body_limit(engine.context, MAX_INPUTS)
         self.engine, self.batcher = engine, batcher
         log.info("ready: deployment %s serves requests", self.deployment)
 
@@ -130,6 +138,12 @@ class ServerState:
     @property
     def ready(self) -> bool:
         return self.batcher is not None
+
+
+def prepare(engine: Engine, inputs: list, max_new_tokens: int) -> list:
+    """The token ids of a request's inputs; BadRequest when one cannot be served. In a
+    worker thread: a long input costs its own request, not the event loop."""
+    return [engine.encode(engine.render(item), max_new_tokens) for item in inputs]
 
 
 def create_app(state: ServerState) -> Starlette:
@@ -146,6 +160,8 @@ def create_app(state: ServerState) -> Starlette:
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
 
     async def stats(request: Request) -> Response:
+        if not key_matches(request.headers.get("authorization"), state.digests):
+            return unauthorized()
         return JSONResponse(
             {**asdict(state.stats), "deployment": state.deployment, "ready": state.ready}
         )
@@ -159,16 +175,20 @@ def create_app(state: ServerState) -> Starlette:
             message = state.load_error or "the model is still loading; retry in a few seconds"
             return error(503, message, **{"Retry-After": "5"})
         try:
-            body = json.loads(await request.body())
-        except ValueError:
+            raw = await read_body(request, state.max_body_bytes)
+        except BodyRefused as refused:
             state.stats.bad_requests += 1
-            return error(400, "the body is not valid JSON")
+            return error(refused.status, str(refused))
         stream = "text/event-stream" in request.headers.get("accept", "")
         try:
-            parsed = parse_score_request(body)
-            prompts = [engine.render(item) for item in parsed.inputs]
-            if stream and len(prompts) != 1:
-                raise BadRequest(f"a streamed request takes exactly one input, not {len(prompts)}")
+            parsed = parse_score_request(loads(raw))
+            if stream and len(parsed.inputs) != 1:
+                count = len(parsed.inputs)
+                raise BadRequest(f"a streamed request takes exactly one input, not {count}")
+            del raw
+            rows = await asyncio.to_thread(
+                prepare, engine, parsed.inputs, parsed.generation["max_new_tokens"]
+            )
         except BadRequest as problem:
             state.stats.bad_requests += 1
             return error(400, str(problem))
@@ -198,7 +218,7 @@ def create_app(state: ServerState) -> Starlette:
         def emit(text: str) -> None:
             loop.call_soon_threadsafe(events.put_nowait, ("delta", text))
 
-        job = Job(prompts, parsed.key, parsed.generation, done=done, emit=emit if stream else None)
+        job = Job(rows, parsed.key, parsed.generation, done=done, emit=emit if stream else None)
         try:
             batcher.submit(job)
         except JobFailed as failure:

@@ -15,7 +15,9 @@ a lone request nothing is expected, so a lone request never waits.
 
 Every job's `done` is called exactly once, from the worker thread: with the answers, or
 with a `JobFailed` carrying the HTTP status to answer with. Cancelled rows (a timeout,
-a client gone, shutdown) stop at the next generated token.
+a client gone, shutdown) stop at the next generated token. Jobs arrive tokenized: the
+worker only generates, so a long or hostile prompt costs its own request's thread, never
+the time of the requests batched around it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.serving.engine import Answer, Engine
-from core.serving.params import BadRequest
 
 log = logging.getLogger("phiops.serving")
 
@@ -45,7 +46,7 @@ class JobFailed(Exception):
 
 @dataclass(eq=False)
 class Job:
-    prompts: list[str]
+    rows: list[list[int]]  # each prompt's token ids
     key: tuple
     generation: dict[str, Any]
     done: Callable[[list[Answer] | None, JobFailed | None], None]
@@ -162,11 +163,11 @@ class Batcher:
                 job.done(None, JobFailed("cancelled before it started", 499))
                 continue
             fits = not batch or (
-                job.key == batch[0].key and prompts + len(job.prompts) <= self.max_batch_prompts
+                job.key == batch[0].key and prompts + len(job.rows) <= self.max_batch_prompts
             )
             if fits:
                 batch.append(job)
-                prompts += len(job.prompts)
+                prompts += len(job.rows)
             else:
                 kept.append(job)
         self._queue = kept
@@ -176,21 +177,10 @@ class Batcher:
         if not batch:
             return
         generation = batch[0].generation
-        rows: list[list[int]] = []
-        jobs: list[Job] = []
-        for job in batch:
-            try:
-                encoded = [self.engine.encode(p, generation["max_new_tokens"]) for p in job.prompts]
-            except BadRequest as error:
-                self.stats.bad_requests += 1
-                job.done(None, JobFailed(str(error), 400))
-                continue
-            jobs.append(job)
-            rows += encoded
-        if not jobs:
-            return
-        owners = [job for job in jobs for _ in job.prompts]
-        emitters = [job.emit for job in jobs for _ in job.prompts]
+        jobs = batch
+        rows = [row for job in jobs for row in job.rows]
+        owners = [job for job in jobs for _ in job.rows]
+        emitters = [job.emit for job in jobs for _ in job.rows]
         started = time.monotonic()
         try:
             answers = self.engine.generate(
@@ -222,8 +212,8 @@ class Batcher:
         )
         position = 0
         for job in jobs:
-            mine = answers[position : position + len(job.prompts)]
-            position += len(job.prompts)
+            mine = answers[position : position + len(job.rows)]
+            position += len(job.rows)
             if job.cancelled:
                 job.done(None, JobFailed("cancelled", 499))
             else:

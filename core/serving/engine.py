@@ -133,6 +133,9 @@ class Engine:
         if self.pad_id is None:
             self.pad_id = self.stop_ids[0] if self.stop_ids else 0
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        # No token covers more characters than the vocabulary's longest, so a text longer
+        # than context × that is too long without being tokenized.
+        self.longest_token = max((len(token) for token in tokenizer.get_vocab()), default=1)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, threads: int = 0) -> Engine:
@@ -190,6 +193,14 @@ class Engine:
             raise BadRequest(f"the chat template refused the messages: {error}") from None
 
     def encode(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """The prompt's token ids; PromptTooLong when it and the answer exceed the context.
+        Runs on a request's thread, never on the generation thread."""
+        room = self.context - max_new_tokens
+        if self.context and len(prompt) > max(room, 0) * max(self.longest_token, 1):
+            raise PromptTooLong(
+                f"the input is {len(prompt)} characters, more than the model's "
+                f"{self.context}-token context can hold with max_new_tokens {max_new_tokens}"
+            )
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if self.context and len(ids) + max_new_tokens > self.context:
             raise PromptTooLong(

@@ -9,7 +9,10 @@ atomically, re-read whenever it changes, so moving traffic needs no restart and 
 request is dropped. Responses pass through as they come, so streams stay streams.
 
 The key is checked here too, before anything is forwarded (401 costs the deployments
-nothing); the deployment checks it again.
+nothing); the deployment checks it again. So is the body's size (413 before it is read
+further, with the target deployment's limit from the routes file), and the server's
+header and idle timeouts apply (`core.serving.limits`). `/readiness` is 200 only while a
+deployment that takes traffic answers its own readiness probe.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging.config
 import os
 import random
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,15 +38,20 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from core.serving.app import DEPLOYMENT_HEADER, digest, error, key_matches, unauthorized
+from core.serving.limits import DEFAULT_CONTEXT, BodyRefused, body_limit, read_body
+from core.serving.params import MAX_INPUTS
 
 log = logging.getLogger("phiops.gateway")
 PASSED_HEADERS = ("content-type", "retry-after", "www-authenticate", DEPLOYMENT_HEADER)
+DEFAULT_MAX_BODY_BYTES = body_limit(DEFAULT_CONTEXT, MAX_INPUTS)
+READY_CACHE_S = 1.0
 
 
 @dataclass
 class Target:
     url: str | None  # None: the deployment is not running
     timeout_s: float = 210.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass
@@ -54,7 +63,11 @@ class RouteTable:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RouteTable:
         deployments = {
-            name: Target(item.get("url"), float(item.get("timeout_s") or 210.0))
+            name: Target(
+                item.get("url"),
+                float(item.get("timeout_s") or 210.0),
+                int(item.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES),
+            )
             for name, item in (data.get("deployments") or {}).items()
         }
         traffic = {str(k): int(v) for k, v in (data.get("traffic") or {}).items()}
@@ -101,6 +114,33 @@ def create_gateway(routes: RoutesFile, keys: list[str], seed: int | None = None)
     async def alive(request: Request) -> Response:
         return JSONResponse({"status": "alive", "endpoint": routes.current().endpoint})
 
+    ready_seen: dict[str, float] = {}  # deployment url -> when its readiness last said 200
+
+    async def deployment_ready(url: str) -> bool:
+        if time.monotonic() - ready_seen.get(url, -READY_CACHE_S) < READY_CACHE_S:
+            return True
+        try:
+            answer = await clients["client"].get(url + "/readiness", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        if answer.status_code == 200:
+            ready_seen[url] = time.monotonic()
+        return answer.status_code == 200
+
+    async def readiness(request: Request) -> Response:
+        table = routes.current()
+        serving = [name for name, share in table.traffic.items() if share > 0]
+        for name in serving:
+            target = table.deployments.get(name)
+            if target is not None and target.url and await deployment_ready(target.url):
+                return JSONResponse({"status": "ready", "endpoint": table.endpoint})
+        why = (
+            "no deployment that takes traffic is ready"
+            if serving
+            else "no deployment takes traffic"
+        )
+        return error(503, f"endpoint {table.endpoint}: {why}", **{"Retry-After": "5"})
+
     async def score(request: Request) -> Response:
         if not key_matches(request.headers.get("authorization"), digests):
             return unauthorized()
@@ -131,6 +171,10 @@ def create_gateway(routes: RoutesFile, keys: list[str], seed: int | None = None)
                 f"with `phiops endpoints start {table.endpoint}`",
                 **{"Retry-After": "5"},
             )
+        try:
+            body = await read_body(request, target.max_body_bytes)
+        except BodyRefused as refused:
+            return error(refused.status, str(refused))
         client = clients["client"]
         headers = {
             key: value
@@ -140,7 +184,7 @@ def create_gateway(routes: RoutesFile, keys: list[str], seed: int | None = None)
         outgoing = client.build_request(
             "POST",
             target.url + "/score",
-            content=await request.body(),
+            content=body,
             headers=headers,
             timeout=httpx.Timeout(target.timeout_s, connect=5.0),
         )
@@ -190,7 +234,7 @@ def create_gateway(routes: RoutesFile, keys: list[str], seed: int | None = None)
         routes=[
             Route("/", alive),
             Route("/liveness", alive),
-            Route("/readiness", alive),
+            Route("/readiness", readiness),
             Route("/score", score, methods=["POST"]),
         ],
         lifespan=lifespan,
@@ -205,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--secrets-fd", type=int, help="the pipe the keys arrive on")
     args = parser.parse_args(argv)
-    keys = read_keys()
+    keys = read_keys(args.secrets_fd)
     logging.config.dictConfig(LOGGING)
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]

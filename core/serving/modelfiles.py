@@ -27,6 +27,17 @@ class ModelFiles:
     prompt_template: str | None = None
     kind: str = "hf"  # "hf" or "mlflow"
 
+    def context_tokens(self) -> int:
+        """The model's context (`max_position_embeddings`), read without loading it; 0 if
+        its config does not say."""
+        import json
+
+        try:
+            config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+            return int(config.get("max_position_embeddings") or 0)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0
+
 
 def _is_hf(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(

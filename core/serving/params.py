@@ -13,6 +13,8 @@ prepend is the chat template's markup, not the user's text.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +59,9 @@ def _int(params: dict, name: str, low: int, high: int) -> int | None:
     value = params.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"params.{name} must be a whole number, not {value!r}")
+    if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
         raise BadRequest(f"params.{name} must be a whole number, not {value!r}")
     if not low <= value <= high:
         raise BadRequest(f"params.{name} must be between {low} and {high}, not {value}")
@@ -70,6 +74,8 @@ def _number(params: dict, name: str, *, above: float, at_most: float | None = No
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequest(f"params.{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise BadRequest(f"params.{name} must be a finite number, not {value!r}")
     if value <= above or (at_most is not None and value > at_most):
         limit = f"above {above:g}" + (f" and at most {at_most:g}" if at_most is not None else "")
         raise BadRequest(f"params.{name} must be {limit}, not {value}")
@@ -161,6 +167,25 @@ def parse_inputs(data: Any) -> list[str | ChatInput]:
                 f"not {type(item).__name__}"
             )
     return inputs
+
+
+def _no_constant(name: str) -> Any:
+    raise BadRequest(f"the body is not valid JSON: {name} is not a JSON number")
+
+
+def loads(raw: bytes) -> Any:
+    """The body as JSON, strictly: NaN and Infinity are refused, as is nesting too deep to
+    parse (both would otherwise reach the model or fail as a server error)."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply to be a scoring request") from None
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    except ValueError as error:
+        if isinstance(error, BadRequest):
+            raise
+        raise BadRequest("the body is not valid JSON") from None
 
 
 def parse_score_request(body: Any) -> ScoreRequest:

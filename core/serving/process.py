@@ -2,9 +2,10 @@
 
 `start_scoring_server` is what tests, the flow and the chat use: a server tied to the
 calling process (it stops when its parent goes). `spawn` + `wait_until_ready` are the
-parts the local endpoints use for detached servers that outlive phiops. Keys travel in the
-environment, never in argv; the port comes back through a small ready file written by the
-server once its socket is bound.
+parts the local endpoints use for detached servers that outlive phiops. Keys travel on an
+inherited pipe (`core.serving.secretpipe`), never in argv or the environment; the port comes
+back through a small ready file written by the server once its socket is bound. Logs are
+owner-only (0600).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 from core.backend import RequestSettings
 from core.errors import PhiopsError
 
-KEYS_ENV = "PHIOPS_SCORING_KEYS"  # the same name core.serving.server reads
+# Never passed on to a server's environment (its keys go through the secrets pipe).
+PRIVATE_ENV = ("PHIOPS_ENDPOINT_KEY", "PHIOPS_FLOW_KEY", "PHIOPS_SCORING_KEYS")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,23 +51,38 @@ def spawn(
     log_file: Path,
     detached: bool,
 ) -> subprocess.Popen:
-    """`python -m MODULE ARGS` with the keys in its environment and output in `log_file`."""
+    """`python -m MODULE ARGS` with the keys on a pipe and output in `log_file` (0600)."""
+    from core.serving.secretpipe import SECRETS_FD_FLAG, secret_pipe
+
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, KEYS_ENV: json.dumps(keys), "PYTHONUNBUFFERED": "1"}
+    env = {name: value for name, value in os.environ.items() if name not in PRIVATE_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    with open(log_file, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=detached,
-        )
+    secrets_fd = secret_pipe({"keys": list(keys)})
+    try:
+        with open_private_log(log_file) as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", module, *args, SECRETS_FD_FLAG, str(secrets_fd)],
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=detached,
+                pass_fds=(secrets_fd,),
+            )
+    finally:
+        os.close(secrets_fd)
     # Reap it when it ends, so a long-lived caller (the TUI) collects no zombies.
     threading.Thread(target=process.wait, daemon=True).start()
     return process
+
+
+def open_private_log(path: Path) -> IO[bytes]:
+    """`path` for appending, readable by its owner only (it may hold what clients sent)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def read_port(ready_file: Path) -> int | None:
@@ -198,6 +216,7 @@ def server_args(
     settings: RequestSettings,
     ready_file: Path,
     exit_with_parent: bool,
+    max_body_bytes: int = 0,
 ) -> list[str]:
     args = [
         "--model-dir",
@@ -212,6 +231,8 @@ def server_args(
         json.dumps(asdict(settings)),
         "--ready-file",
         str(ready_file),
+        "--max-body-bytes",
+        str(max_body_bytes),
     ]
     return args + (["--exit-with-parent"] if exit_with_parent else [])
 

@@ -1,11 +1,13 @@
 """`python -m core.serving.server`: one scoring server process (one local deployment).
 
-Keys arrive in the environment (`PHIOPS_SCORING_KEYS`, a JSON list), never on the command
-line, and are dropped from the environment once read. The socket is bound before the
-model loads and its port written to `--ready-file`, so the starter knows where to probe
-while the model loads (liveness 200, readiness 503 until loaded). SIGTERM/SIGINT stop it
-gracefully: no new connections, requests in flight finish (up to 10 s), queued and
-running generations are stopped, exit 0. A model that cannot be loaded exits 3.
+Keys arrive on an inherited pipe (`--secrets-fd`, see `core.serving.secretpipe`), never on
+the command line or in the environment. The socket is bound before the model loads and its
+port written to `--ready-file`, so the starter knows where to probe while the model loads
+(liveness 200, readiness 503 until loaded). SIGTERM/SIGINT stop it gracefully: no new
+connections, requests in flight finish (up to 10 s), queued and running generations are
+stopped, exit 0. A model that cannot be loaded exits 3. Access-log lines never hold a
+query string (it may carry a key); headers must arrive within 10 s, idle connections close
+after 5 s (`core.serving.limits`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import Any
 from core.atomic import write_text_atomic
 from core.backend import RequestSettings
 
-KEYS_ENV = "PHIOPS_SCORING_KEYS"
 LOAD_FAILED_EXIT = 3
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -35,11 +36,13 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    "filters": {"no_queries": {"()": "core.serving.logredact.QueryStringFilter"}},
     "handlers": {
         "out": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "stream": "ext://sys.stdout",
+            "filters": ["no_queries"],
         }
     },
     "loggers": {
@@ -51,15 +54,13 @@ LOGGING = {
 }
 
 
-def read_keys() -> list[str]:
-    """The keys from the environment, removed from it so no child process inherits them."""
-    raw = os.environ.pop(KEYS_ENV, "")
-    try:
-        keys = json.loads(raw) if raw else []
-    except ValueError:
-        keys = []
+def read_keys(secrets_fd: int | None) -> list[str]:
+    """The keys from the secrets pipe the starter handed us (`--secrets-fd`)."""
+    from core.serving.secretpipe import read_secret_pipe
+
+    keys = read_secret_pipe(secrets_fd).get("keys") if secrets_fd is not None else None
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys) or not keys:
-        raise SystemExit(f"no keys: set {KEYS_ENV} to a JSON list of keys")
+        raise SystemExit("no keys: start this server with its keys on --secrets-fd")
     return keys
 
 
@@ -99,10 +100,14 @@ def serve(app, sock, *, exit_with_parent: bool = False) -> tuple[Any, Callable[[
     """The uvicorn server for `app` on `sock`, and the call that runs it until SIGTERM/SIGINT."""
     import uvicorn
 
+    from core.serving.limits import IDLE_TIMEOUT_S, protocol_class
+
     config = uvicorn.Config(
         app,
         log_config=LOGGING,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=IDLE_TIMEOUT_S,
+        http=protocol_class(),
         lifespan="on",
         server_header=False,
     )
@@ -128,6 +133,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-window-ms", type=float, default=100.0, help="most a batch waits")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: half the CPUs)")
     parser.add_argument("--exit-with-parent", action="store_true")
+    parser.add_argument("--secrets-fd", type=int, help="the pipe the keys arrive on")
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=0, help="largest body (0: from the model's context)"
+    )
     return parser.parse_args(argv)
 
 
@@ -138,7 +147,7 @@ def write_ready_file(path: Path | None, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    keys = read_keys()
+    keys = read_keys(args.secrets_fd)
     logging.config.dictConfig(LOGGING)
     from core.serving.app import ServerState, create_app
     from core.serving.engine import Engine
@@ -160,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_prompts=args.max_batch_prompts,
         batch_window_s=args.batch_window_ms / 1000,
         on_fatal=fatal,
+        max_body_bytes=args.max_body_bytes,
     )
     server, run = serve(create_app(state), sock, exit_with_parent=args.exit_with_parent)
     logging.getLogger("phiops.serving").info(

@@ -315,13 +315,11 @@ class ChatTab(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
     def _serve_flow(self) -> None:
-        from core.chat.flowserve import record_server, start_flow_server
+        from core.chat.flowserve import serve_flow
 
         try:
             target = self._chat_service().endpoint_target()
-            config = self.services.config
-            server = start_flow_server(target, host=config.host, port=0, detach=True)
-            record_server(config, server)
+            server = serve_flow(self.services.config, target, port=0, detach=True)
         except Exception as error:
             self.post_message(self.Problem(error_sentence(error, "Serving the flow")))
             return

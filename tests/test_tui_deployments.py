@@ -15,9 +15,10 @@ import pytest
 from core.config import load_config
 from tests.fixtures_deploy import endpoint_pids, gone
 from tests.fixtures_tui_tabs import TabHarness, screen_text, wait_for
+from tui.screens import ConfirmScreen
 from tui.services import Services
 from tui.tabs.deployments import DeploymentsTab
-from tui.tabs.deployments_dialogs import ConfirmScreen, DeployScreen, TrafficScreen
+from tui.tabs.deployments_dialogs import DeployScreen, TrafficScreen
 
 pytestmark = pytest.mark.slow
 

@@ -40,7 +40,7 @@ async def test_deploy_on_azure_warns_of_charges_then_shows_the_endpoint(
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DeployScreen))
         screen = app.screen
-        warning = " ".join(str(w.render()) for w in screen.query(".dialog-warning"))
+        warning = " ".join(str(w.render()) for w in screen.query(".warning"))
         assert "Azure charges" in warning and "Standard_NC6s_v3" in warning
         assert model.ref in str(screen.query_one("#deploy-models").get_option_at_index(0).prompt)
 

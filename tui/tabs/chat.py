@@ -765,11 +765,11 @@ class ChatTab(Vertical):
 
     @on(Exported)
     def _exported(self, message: Exported) -> None:
-        from tui.tabs.deployments_dialogs import ConfirmScreen
+        from tui.screens import ConfirmScreen
 
         if message.exists:
             screen = ConfirmScreen(
-                "Replace the file?", f"{message.path} exists. Replace it?", confirm="Replace"
+                "Replace the file?", f"{message.path} exists. Replace it?", yes="Replace"
             )
             open_dialog(
                 self, screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)

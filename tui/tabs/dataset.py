@@ -25,6 +25,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from tui.messages import BackendChanged, DataPrepared
+from tui.tabs.focus import open_dialog
 from tui.tabs.sentences import error_sentence
 from tui.widgets.rowtable import RowTable
 
@@ -341,7 +342,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             check=self._check_path,
             suggestions=[self.config.train_data_path, self.config.test_data_path],
         )
-        self.app.push_screen(screen, lambda path: path is not None and self.open_path(path))
+        open_dialog(self, screen, lambda path: path is not None and self.open_path(path))
 
     def _check_path(self, text: str) -> Path:
         if not text.strip():
@@ -407,7 +408,8 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                 raise ValueError(f"Rows go from 1 to {table.row_count:,}.")
             return number
 
-        self.app.push_screen(
+        open_dialog(
+            self,
             AskScreen("Go to row", str(table.cursor + 1), check=check),
             lambda number: number is not None and self.jump_to(number - 1),
         )
@@ -532,7 +534,8 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             self.notify(f"{self.busy} is still running.", severity="warning")
             return
         config = self.config
-        self.app.push_screen(
+        open_dialog(
+            self,
             PrepareScreen("sample", config.train_data_path, config.test_data_path),
             self._prepare_chosen,
         )

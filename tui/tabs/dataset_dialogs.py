@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
-from tui.screens import Modal
+from tui.screens import Modal, say
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def parse_prepare(source: str, fraction: str, seed: str) -> PrepareRequest:
     return PrepareRequest(source.strip() or "sample", share, number)
 
 
-class PrepareScreen(Modal):
+class PrepareScreen(Modal[PrepareRequest]):
     """Where the rows come from and how they are split; writes the project's train/test files."""
 
     DEFAULT_CSS = """
@@ -81,10 +81,6 @@ class PrepareScreen(Modal):
     def on_mount(self) -> None:
         self.query_one("#prepare-source", Input).focus()
 
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
     @on(Button.Pressed, "#submit")
     @on(Input.Submitted)
     def action_submit(self) -> None:
@@ -95,6 +91,6 @@ class PrepareScreen(Modal):
                 self.query_one("#prepare-seed", Input).value,
             )
         except ValueError as error:
-            self.query_one("#prepare-error", Static).update(str(error))
+            say(self.query_one("#prepare-error", Static), str(error))
             return
         self.dismiss(request)

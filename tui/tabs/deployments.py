@@ -630,7 +630,7 @@ class DeploymentsTab(Vertical):
 
     def action_rollback(self) -> None:
         """Restore the selected endpoint's split from before its last shift."""
-        from tui.tabs.deployments_dialogs import ConfirmScreen
+        from tui.screens import ConfirmScreen
 
         info = self._need_endpoint()
         if info is None:
@@ -639,7 +639,7 @@ class DeploymentsTab(Vertical):
             f"Restore the traffic split {info.name} had before its last change?\n"
             f"Now: {_split_text(info) or 'no traffic'}."
         )
-        screen = ConfirmScreen(f"Roll back {info.name}", body, confirm="Roll back")
+        screen = ConfirmScreen(f"Roll back {info.name}", body, yes="Roll back")
         open_dialog(self, screen, lambda yes: self._rollback_confirmed(info.name, yes))
 
     def _rollback_confirmed(self, endpoint: str, yes: bool | None) -> None:
@@ -667,7 +667,7 @@ class DeploymentsTab(Vertical):
         """Delete the selected deployment, once it takes no traffic."""
         from core.bluegreen import without
         from core.errors import PhiopsError
-        from tui.tabs.deployments_dialogs import ConfirmScreen
+        from tui.screens import ConfirmScreen
 
         selection = self.selection
         if selection is None or selection.deployment is None:
@@ -686,7 +686,7 @@ class DeploymentsTab(Vertical):
             f"Delete deployment {name} of {info.name}? Its model server stops; "
             "this cannot be undone."
         )
-        screen = ConfirmScreen(f"Delete {info.name}/{name}", body)
+        screen = ConfirmScreen(f"Delete {info.name}/{name}", body, yes="Delete")
         open_dialog(
             self, screen, lambda yes: self._delete_deployment_confirmed(info.name, name, yes)
         )
@@ -706,7 +706,7 @@ class DeploymentsTab(Vertical):
 
     def action_delete_endpoint(self) -> None:
         """Delete the selected endpoint with all its deployments."""
-        from tui.tabs.deployments_dialogs import ConfirmScreen
+        from tui.screens import ConfirmScreen
 
         info = self._need_endpoint()
         if info is None:
@@ -716,7 +716,7 @@ class DeploymentsTab(Vertical):
             f"Delete endpoint {info.name} and its deployments ({names})? Its scoring URI and "
             "keys stop working; this cannot be undone."
         )
-        screen = ConfirmScreen(f"Delete endpoint {info.name}", body, confirm="Delete endpoint")
+        screen = ConfirmScreen(f"Delete endpoint {info.name}", body, yes="Delete endpoint")
         open_dialog(self, screen, lambda yes: self._delete_endpoint_confirmed(info.name, yes))
 
     def _delete_endpoint_confirmed(self, endpoint: str, yes: bool | None) -> None:
@@ -734,7 +734,7 @@ class DeploymentsTab(Vertical):
 
     def action_start_stop(self) -> None:
         """Start the selected local endpoint if it is stopped, else stop it (asks first)."""
-        from tui.tabs.deployments_dialogs import ConfirmScreen
+        from tui.screens import ConfirmScreen
 
         info = self._need_endpoint()
         if info is None:
@@ -752,7 +752,7 @@ class DeploymentsTab(Vertical):
             f"Stop endpoint {info.name}? Its processes stop; its deployments, traffic split, "
             "keys and URI are kept, and s starts it again."
         )
-        screen = ConfirmScreen(f"Stop endpoint {info.name}", body, confirm="Stop")
+        screen = ConfirmScreen(f"Stop endpoint {info.name}", body, yes="Stop")
         open_dialog(self, screen, lambda yes: self._start_stop_confirmed(info.name, "stop", yes))
 
     def _start_stop_confirmed(self, endpoint: str, verb: str, yes: bool | None) -> None:

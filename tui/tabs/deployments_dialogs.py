@@ -1,8 +1,7 @@
-"""The Deployments tab's dialogs: confirm, deploy a model version, shift traffic.
+"""The Deployments tab's dialogs: deploy a model version, shift traffic.
 
-Each is a modal screen that returns a plain value through `dismiss` and does no work of
-its own; the tab runs the operation in a worker. Keyboard first: Escape cancels, Tab moves,
-Enter in an input submits, and a destructive dialog opens with Cancel focused.
+Each is a `tui.screens.Modal` that returns a plain value through `dismiss` and does no work
+of its own; the tab runs the operation in a worker (confirmations are `ConfirmScreen`).
 """
 
 from __future__ import annotations
@@ -14,85 +13,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.screens import FOCUS_KEYS
+from tui.screens import Modal, say
 
 if TYPE_CHECKING:
     from core.backend import EndpointInfo, ModelVersion
-
-
-def say(widget: Static, text: str) -> None:
-    """Show a one-line message in a dialog; an empty one takes no room."""
-    widget.update(text)
-    widget.display = bool(text)
-
-
-class Dialog(ModalScreen):
-    """A centred box that fits 80×24; Escape cancels."""
-
-    DEFAULT_CSS = """
-    Dialog { align: center middle; }
-    Dialog > #dialog {
-        width: 74; max-width: 100%; height: auto; max-height: 100%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    Dialog .dialog-title { text-style: bold; width: 1fr; margin-bottom: 1; }
-    Dialog .dialog-warning { color: $warning; margin-top: 1; }
-    Dialog .dialog-error { color: $error; height: auto; display: none; }
-    Dialog .dialog-hint { color: $text-muted; }
-    Dialog .dialog-buttons { height: auto; align-horizontal: right; margin-top: 1; }
-    Dialog .dialog-buttons Button { margin-left: 1; min-width: 10; }
-    Dialog Label { margin-top: 1; }
-    Dialog .dialog-row Label { margin-top: 0; }
-    Dialog OptionList { height: auto; max-height: 6; }
-    Dialog Input { width: 1fr; }
-    """
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        *FOCUS_KEYS,
-    ]
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class ConfirmScreen(Dialog):
-    """Yes/no for anything destructive; returns True only when the user confirms."""
-
-    def __init__(self, title: str, body: str, confirm: str = "Delete", warning: str = "") -> None:
-        super().__init__()
-        self.title_text = title
-        self.body = body
-        self.confirm_label = confirm
-        self.warning = warning
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static(self.title_text, classes="dialog-title", markup=False)
-            yield Static(self.body, id="confirm-body", markup=False)
-            if self.warning:
-                yield Static(self.warning, classes="dialog-warning", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button(self.confirm_label, id="confirm", variant="error")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed, "#confirm")
-    def _confirm(self) -> None:
-        self.dismiss(True)
 
 
 @dataclass
@@ -114,11 +41,11 @@ def parse_share(text: str) -> int:
     return share
 
 
-class DeployScreen(Dialog):
+class DeployScreen(Modal[DeployRequest]):
     """Pick a registered model version and where it goes; returns a `DeployRequest`."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Deploy", id="dialog.submit")
+        Binding("ctrl+s", "submit", "Deploy", id="deploy.submit")
     ]
 
     def __init__(
@@ -137,34 +64,36 @@ class DeployScreen(Dialog):
         self.warning = warning
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static("Deploy a model version", classes="dialog-title")
+        with Vertical(id="box"):
+            yield Static("Deploy a model version", classes="title")
             yield OptionList(
                 *[Option(_model_label(model), id=model.ref) for model in self.models],
                 id="deploy-models",
             )
-            with Horizontal(classes="dialog-row"):
+            with Horizontal(classes="row"):
                 with Vertical():
                     yield Label("Endpoint")
                     yield Input(self.default_endpoint, id="deploy-endpoint")
                 with Vertical():
                     yield Label("Deployment")
                     yield Input(id="deploy-deployment")
-                with Vertical(classes="dialog-narrow"):
+                with Vertical(classes="narrow"):
                     yield Label("Traffic %")
                     yield Input("100", id="deploy-traffic", type="integer", max_length=3)
-            yield Static("", id="deploy-hint", classes="dialog-hint")
-            yield Static("", id="deploy-error", classes="dialog-error")
+            yield Static("", id="deploy-hint", classes="hint")
+            yield Static("", id="deploy-error", classes="error")
             if self.warning:
-                yield Static(self.warning, classes="dialog-warning", markup=False)
-            with Horizontal(classes="dialog-buttons"):
+                yield Static(self.warning, classes="warning", markup=False)
+            with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Deploy", id="submit", variant="primary")
 
     DEFAULT_CSS = """
-    DeployScreen .dialog-row { height: auto; }
-    DeployScreen .dialog-row Vertical { height: auto; width: 1fr; }
-    DeployScreen .dialog-row .dialog-narrow { width: 13; }
+    DeployScreen Label { margin-top: 1; }
+    DeployScreen .row { height: auto; }
+    DeployScreen .row Vertical { height: auto; width: 1fr; }
+    DeployScreen .row .narrow { width: 13; }
+    DeployScreen Input { width: 1fr; }
     """
 
     def on_mount(self) -> None:
@@ -217,10 +146,6 @@ class DeployScreen(Dialog):
         model = self.models[options.highlighted]
         self.dismiss(DeployRequest(model, endpoint, deployment, traffic))
 
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
 
 def _model_label(model: ModelVersion) -> str:
     import time
@@ -233,12 +158,15 @@ def _model_label(model: ModelVersion) -> str:
     return " · ".join(parts)  # one line in the 70 columns the dialog has at 80×24
 
 
-class TrafficScreen(Dialog):
+class TrafficScreen(Modal[dict[str, int]]):
     """Give one deployment a share; the others scale down. Returns the new split."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Apply", id="dialog.submit")
+        Binding("ctrl+s", "submit", "Apply", id="traffic.submit")
     ]
+    DEFAULT_CSS = """
+    TrafficScreen Label { margin-top: 1; }
+    """
 
     def __init__(self, endpoint: EndpointInfo) -> None:
         super().__init__()
@@ -247,8 +175,8 @@ class TrafficScreen(Dialog):
         self.plan: dict[str, int] | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static(f"Shift traffic on {self.endpoint.name}", classes="dialog-title")
+        with Vertical(id="box"):
+            yield Static(f"Shift traffic on {self.endpoint.name}", classes="title")
             yield OptionList(
                 *[
                     Option(
@@ -261,8 +189,8 @@ class TrafficScreen(Dialog):
             yield Label("Share for the highlighted deployment (%)")
             yield Input(id="traffic-share", type="integer", max_length=3)
             yield Static("", id="traffic-plan")
-            yield Static("", id="traffic-error", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
+            yield Static("", id="traffic-error", classes="error")
+            with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Apply", id="submit", variant="primary")
 
@@ -319,7 +247,3 @@ class TrafficScreen(Dialog):
             say(self.query_one("#traffic-error", Static), "That is the split already.")
             return
         self.dismiss(self.plan)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)

@@ -27,6 +27,7 @@ from textual.worker import get_current_worker
 
 from tui.logfeed import LogFeed
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
+from tui.tabs.focus import open_dialog
 from tui.tabs.sentences import error_sentence
 from tui.widgets.chart import LossChart
 
@@ -459,7 +460,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             base_model=config.base_model,
         )
         screen = SubmitScreen(form, config.experiment_name, backend)
-        self.app.push_screen(screen, lambda spec: self._submit(spec, screen.form))
+        open_dialog(self, screen, lambda spec: self._submit(spec, screen.form))
 
     def _submit(self, spec: JobSpec | None, form: SubmitForm) -> None:
         if spec is not None:
@@ -500,7 +501,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             yes="Cancel job",
             no="Keep it",
         )
-        self.app.push_screen(screen, lambda yes: yes and self._run_cancel(job.name))
+        open_dialog(self, screen, lambda yes: yes and self._run_cancel(job.name))
 
     @work(thread=True, group="jobs-ops", exit_on_error=False)
     def _run_cancel(self, name: str) -> None:

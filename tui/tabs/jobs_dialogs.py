@@ -18,7 +18,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from core.backend import JobSpec
-from tui.screens import Modal
+from tui.screens import Modal, say
 
 # (field id, label, trainer flag, type); type int/float must be > 0
 NUMBERS = [
@@ -88,7 +88,7 @@ def build_spec(form: SubmitForm, experiment_name: str) -> JobSpec:
     )
 
 
-class SubmitScreen(Modal):
+class SubmitScreen(Modal[JobSpec]):
     """Submit a fine-tuning job; returns a `JobSpec`, or None if the user leaves."""
 
     DEFAULT_CSS = """
@@ -173,10 +173,6 @@ class SubmitScreen(Modal):
         }
         return SubmitForm(**values)
 
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
     @on(Input.Submitted)
     def _next_field(self) -> None:
         self.focus_next()  # Enter moves on; submitting a job takes ctrl+s or the button
@@ -186,7 +182,7 @@ class SubmitScreen(Modal):
         try:
             spec = build_spec(self.read_form(), self.experiment_name)
         except ValueError as error:
-            self.query_one("#submit-error", Static).update(str(error))
+            say(self.query_one("#submit-error", Static), str(error))
             return
         self.form = self.read_form()  # the tab keeps it should the backend refuse the job
         self.dismiss(spec)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
@@ -28,6 +27,8 @@ from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
     from core.backend import JobInfo, JobStatus
+    from tui.services import BackendName
+    from tui.tabs.base import Tab
 
 ANSI_THEME = "ansi-dark"
 DEFAULT_THEME = "textual-dark"
@@ -53,7 +54,7 @@ def pick_theme(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
 def header_text(services: Services) -> str:
     """Backend, where it works (workspace or project folder) and the endpoint, on one line."""
     config = services.config
-    backend = services.backend_name or config.backend
+    backend = services.current
     if backend == "azure":
         where = f"workspace {config.workspace or '(not set)'}"
         if config.resource_group:
@@ -118,7 +119,7 @@ class PhiopsApp(App[None]):
         self.initial_tab = initial_tab
         self.job_poll_seconds = job_poll_seconds
         self.theme = pick_theme()
-        self.tabs: dict[str, Widget] = {}
+        self.tabs: dict[str, Tab] = {}
         self.jobs: list[JobInfo] = []
         self.jobs_reason = ""  # why the job list could not be read, if it could not
         self._job_states: dict[str, JobStatus] | None = None
@@ -158,7 +159,7 @@ class PhiopsApp(App[None]):
             self.build_tab(event.pane.id)
             self.call_after_refresh(self._focus_tab, event.pane.id)
 
-    def build_tab(self, tab_id: str) -> Widget:
+    def build_tab(self, tab_id: str) -> Tab:
         """The tab's widget, imported and mounted the first time it is needed."""
         if tab_id in self.tabs:
             return self.tabs[tab_id]
@@ -182,14 +183,7 @@ class PhiopsApp(App[None]):
         widget = self.tabs.get(tab_id)
         if widget is None or self.tabbed.active != tab_id:
             return
-        focus = getattr(widget, "focus_default", None)
-        if callable(focus):
-            focus()
-        else:
-            for child in widget.query("*"):
-                if child.focusable:
-                    child.focus()
-                    break
+        widget.focus_default()
 
     async def run_tab_action(self, tab_id: str, action: str) -> None:
         """Show a tab and run one of its actions: how the palette reaches every tab's work."""
@@ -226,9 +220,9 @@ class PhiopsApp(App[None]):
 
     # -- backend --------------------------------------------------------------------------
 
-    def action_switch_backend(self, name: str) -> None:
+    def action_switch_backend(self, name: BackendName) -> None:
         """Work on another backend from now on; every tab reloads what it shows."""
-        if name == (self.services.backend_name or self.services.config.backend):
+        if name == self.services.current:
             self.notify(f"Already on the {name} backend.")
             return
         self.services.switch_backend(name)
@@ -247,8 +241,7 @@ class PhiopsApp(App[None]):
             self._poll_timer.stop()
         seconds = self.job_poll_seconds
         if seconds is None:
-            backend = self.services.backend_name or self.services.config.backend
-            seconds = 2.0 if backend == "local" else 15.0
+            seconds = 2.0 if self.services.current == "local" else 15.0
         self._poll_timer = self.set_interval(seconds, self.poll_jobs)
         self.poll_jobs()
 
@@ -256,7 +249,7 @@ class PhiopsApp(App[None]):
         """Read the job list in a worker (skipped while the last read is still running)."""
         if not self._polling:
             self._polling = True
-            self._read_jobs(self.services.backend_name or self.services.config.backend)
+            self._read_jobs(self.services.current)
 
     @work(thread=True, group="jobs-poll", exit_on_error=False)
     def _read_jobs(self, backend: str) -> None:
@@ -269,7 +262,7 @@ class PhiopsApp(App[None]):
 
     def on_jobs_updated(self, message: JobsUpdated) -> None:
         self._polling = False
-        if message.backend != (self.services.backend_name or self.services.config.backend):
+        if message.backend != self.services.current:
             return  # read before a backend switch
         self.jobs, self.jobs_reason = message.jobs, ""
         self._notify_changes(message.jobs)
@@ -283,7 +276,7 @@ class PhiopsApp(App[None]):
 
     def on_jobs_unavailable(self, message: JobsUnavailable) -> None:
         self._polling = False
-        if message.backend != (self.services.backend_name or self.services.config.backend):
+        if message.backend != self.services.current:
             return
         if message.reason != self.jobs_reason:
             self.notify(message.reason, title="Jobs", severity="error", timeout=8)
@@ -316,7 +309,7 @@ class PhiopsApp(App[None]):
         def tab(tab_id: str, action: str) -> Callable[[], object]:
             return lambda: self.run_worker(self.run_tab_action(tab_id, action))
 
-        current = self.services.backend_name or self.services.config.backend
+        current = self.services.current
         other = "azure" if current == "local" else "local"
         commands = [
             (

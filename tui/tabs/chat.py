@@ -33,7 +33,8 @@ from textual.message import Message
 from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
 from textual.worker import get_current_worker
 
-from tui.tabs.focus import SteadyFocus, keep_focus, open_dialog
+from tui.tabs.base import Tab
+from tui.tabs.focus import SteadyFocus
 from tui.tabs.sentences import as_sentence, error_sentence
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ class ErrorView(Static):
         self.message = message
 
 
-class ChatTab(Vertical):
+class ChatTab(Tab):
     """Chat with the model through the flow, a served flow, or the endpoint."""
 
     DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")
@@ -351,18 +352,8 @@ class ChatTab(Vertical):
         else:
             self._status("No flow server was running.")
 
-    def on_descendant_blur(self) -> None:
-        keep_focus(self)
-
-    def on_show(self) -> None:
-        keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
-
     def focus_default(self) -> None:
         self.query_one("#chat-input", PromptInput).focus()
-
-    @property
-    def services(self) -> Any:
-        return self.app.services  # type: ignore[attr-defined]
 
     @property
     def route(self) -> str:
@@ -679,7 +670,7 @@ class ChatTab(Vertical):
             self._status("No saved chats yet.", "yellow")
             return
         sessions = sorted(message.sessions, key=lambda s: s.updated_at, reverse=True)
-        open_dialog(self, LoadSessionScreen(sessions), self._session_chosen)
+        self.open_dialog(LoadSessionScreen(sessions), self._session_chosen)
 
     def _session_chosen(self, session_id: str | None) -> None:
         if session_id:
@@ -737,7 +728,7 @@ class ChatTab(Vertical):
             return
         slug = re.sub(r"[^a-z0-9]+", "-", (self.session.title or "chat").lower()).strip("-")
         default = self.services.config.project_dir / f"chat-{slug[:40] or 'session'}.md"
-        open_dialog(self, ExportScreen(str(default)), self._export_chosen)
+        self.open_dialog(ExportScreen(str(default)), self._export_chosen)
 
     def _export_chosen(self, path: str | None, overwrite: bool = False) -> None:
         if path and self.session is not None:
@@ -771,8 +762,8 @@ class ChatTab(Vertical):
             screen = ConfirmScreen(
                 "Replace the file?", f"{message.path} exists. Replace it?", yes="Replace"
             )
-            open_dialog(
-                self, screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
+            self.open_dialog(
+                screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
             )
         elif message.error:
             self.notify(message.error, severity="error", markup=False)

@@ -25,11 +25,12 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from tui.messages import BackendChanged, DataPrepared
-from tui.tabs.focus import open_dialog
+from tui.tabs.base import Tab
 from tui.tabs.sentences import error_sentence
 from tui.widgets.rowtable import RowTable
 
 if TYPE_CHECKING:
+    from core.config import Config
     from core.data.index import DatasetIndex, IndexProgress, Row, RowStats
     from core.data.prepare import PrepareResult
     from core.data.validate import ValidationReport
@@ -130,7 +131,7 @@ def render_stats(report: ValidationReport, bars: list[tuple[int, int, int]]) -> 
     return text
 
 
-class DatasetTab(Vertical):
+class DatasetTab(Tab):
     """Rows of a chat JSONL file, one conversation, statistics and problems; prepare data."""
 
     HELP = """
@@ -234,8 +235,8 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self.query_one(RowTable).focus()
 
     @property
-    def config(self):
-        return self.app.services.config  # type: ignore[attr-defined]
+    def config(self) -> Config:
+        return self.services.config
 
     # -- opening --------------------------------------------------------------------------
 
@@ -342,7 +343,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             check=self._check_path,
             suggestions=[self.config.train_data_path, self.config.test_data_path],
         )
-        open_dialog(self, screen, lambda path: path is not None and self.open_path(path))
+        self.open_dialog(screen, lambda path: path is not None and self.open_path(path))
 
     def _check_path(self, text: str) -> Path:
         if not text.strip():
@@ -408,8 +409,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                 raise ValueError(f"Rows go from 1 to {table.row_count:,}.")
             return number
 
-        open_dialog(
-            self,
+        self.open_dialog(
             AskScreen("Go to row", str(table.cursor + 1), check=check),
             lambda number: number is not None and self.jump_to(number - 1),
         )
@@ -534,8 +534,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             self.notify(f"{self.busy} is still running.", severity="warning")
             return
         config = self.config
-        open_dialog(
-            self,
+        self.open_dialog(
             PrepareScreen("sample", config.train_data_path, config.test_data_path),
             self._prepare_chosen,
         )

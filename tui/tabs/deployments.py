@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -29,7 +29,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 
-from tui.tabs.focus import SteadyFocus, keep_focus, open_dialog
+from tui.tabs.base import Tab
+from tui.tabs.focus import SteadyFocus
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class Selection:
     deployment: str | None = None
 
 
-class DeploymentsTab(Vertical):
+class DeploymentsTab(Tab):
     """Endpoints and deployments of the current backend."""
 
     DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")
@@ -190,12 +191,6 @@ class DeploymentsTab(Vertical):
         self.focus_default()
         self.set_interval(REFRESH_SECONDS.get(self.backend_name, 10.0), self._tick)
 
-    def on_descendant_blur(self) -> None:
-        keep_focus(self)
-
-    def on_show(self) -> None:
-        keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
-
     def focus_default(self) -> None:
         """Where the keyboard starts when the tab is shown: the endpoints table."""
         self.query_one("#deploy-table", DataTable).focus()
@@ -221,16 +216,8 @@ class DeploymentsTab(Vertical):
 
     # -- reading the backend (workers) --------------------------------------------------
 
-    @property
-    def services(self) -> Any:
-        return self.app.services  # type: ignore[attr-defined]
-
     def _backend(self) -> Backend:
         return self.services.backend()
-
-    @property
-    def backend_name(self) -> str:
-        return self.services.backend_name or self.services.config.backend
 
     def action_refresh(self) -> None:
         """Reload the endpoints (and the selected deployment's logs)."""
@@ -567,7 +554,7 @@ class DeploymentsTab(Vertical):
             self._charges_warning(),
             self.services.config.deployment_name,
         )
-        open_dialog(self, screen, self._deploy_chosen)
+        self.open_dialog(screen, self._deploy_chosen)
 
     def _charges_warning(self) -> str:
         if self.backend_name != "azure":
@@ -616,7 +603,7 @@ class DeploymentsTab(Vertical):
                 markup=False,
             )
             return
-        open_dialog(self, TrafficScreen(info), lambda plan: self._traffic_chosen(info.name, plan))
+        self.open_dialog(TrafficScreen(info), lambda plan: self._traffic_chosen(info.name, plan))
 
     def _traffic_chosen(self, endpoint: str, plan: dict[str, int] | None) -> None:
         if plan is None or not self._start(f"Shifting traffic on {endpoint}"):
@@ -640,7 +627,7 @@ class DeploymentsTab(Vertical):
             f"Now: {_split_text(info) or 'no traffic'}."
         )
         screen = ConfirmScreen(f"Roll back {info.name}", body, yes="Roll back")
-        open_dialog(self, screen, lambda yes: self._rollback_confirmed(info.name, yes))
+        self.open_dialog(screen, lambda yes: self._rollback_confirmed(info.name, yes))
 
     def _rollback_confirmed(self, endpoint: str, yes: bool | None) -> None:
         if not yes or not self._start(f"Rolling back {endpoint}"):
@@ -687,8 +674,8 @@ class DeploymentsTab(Vertical):
             "this cannot be undone."
         )
         screen = ConfirmScreen(f"Delete {info.name}/{name}", body, yes="Delete")
-        open_dialog(
-            self, screen, lambda yes: self._delete_deployment_confirmed(info.name, name, yes)
+        self.open_dialog(
+            screen, lambda yes: self._delete_deployment_confirmed(info.name, name, yes)
         )
 
     def _delete_deployment_confirmed(
@@ -717,7 +704,7 @@ class DeploymentsTab(Vertical):
             "keys stop working; this cannot be undone."
         )
         screen = ConfirmScreen(f"Delete endpoint {info.name}", body, yes="Delete endpoint")
-        open_dialog(self, screen, lambda yes: self._delete_endpoint_confirmed(info.name, yes))
+        self.open_dialog(screen, lambda yes: self._delete_endpoint_confirmed(info.name, yes))
 
     def _delete_endpoint_confirmed(self, endpoint: str, yes: bool | None) -> None:
         if not yes or not self._start(f"Deleting {endpoint}"):
@@ -753,7 +740,7 @@ class DeploymentsTab(Vertical):
             "keys and URI are kept, and s starts it again."
         )
         screen = ConfirmScreen(f"Stop endpoint {info.name}", body, yes="Stop")
-        open_dialog(self, screen, lambda yes: self._start_stop_confirmed(info.name, "stop", yes))
+        self.open_dialog(screen, lambda yes: self._start_stop_confirmed(info.name, "stop", yes))
 
     def _start_stop_confirmed(self, endpoint: str, verb: str, yes: bool | None) -> None:
         doing = {"start": "Starting", "stop": "Stopping"}[verb]

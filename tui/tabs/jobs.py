@@ -20,14 +20,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container, Vertical
+from textual.containers import Container
 from textual.message import Message
 from textual.widgets import DataTable, Input, Log, Static
 from textual.worker import get_current_worker
 
 from tui.logfeed import LogFeed
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
-from tui.tabs.focus import open_dialog
+from tui.tabs.base import Tab
 from tui.tabs.sentences import error_sentence
 from tui.widgets.chart import LossChart
 
@@ -95,7 +95,7 @@ def loss_points(events: list[dict[str, Any]]) -> tuple[list, list]:
     return loss, eval_loss
 
 
-class JobsTab(Vertical):
+class JobsTab(Tab):
     """Jobs, the selected job's live log and loss chart; submit, cancel, resume."""
 
     HELP = """
@@ -196,10 +196,6 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
 
     def focus_default(self) -> None:
         self.query_one(DataTable).focus()
-
-    @property
-    def services(self):
-        return self.app.services  # type: ignore[attr-defined]
 
     # -- the list -------------------------------------------------------------------------
 
@@ -453,14 +449,13 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         from tui.tabs.jobs_dialogs import SubmitForm, SubmitScreen
 
         config = self.services.config
-        backend = self.services.backend_name or config.backend
         form = self.draft or SubmitForm(
             train_file=config.train_data_path,
             eval_file=config.test_data_path,
             base_model=config.base_model,
         )
-        screen = SubmitScreen(form, config.experiment_name, backend)
-        open_dialog(self, screen, lambda spec: self._submit(spec, screen.form))
+        screen = SubmitScreen(form, config.experiment_name, self.backend_name)
+        self.open_dialog(screen, lambda spec: self._submit(spec, screen.form))
 
     def _submit(self, spec: JobSpec | None, form: SubmitForm) -> None:
         if spec is not None:
@@ -501,7 +496,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             yes="Cancel job",
             no="Keep it",
         )
-        open_dialog(self, screen, lambda yes: yes and self._run_cancel(job.name))
+        self.open_dialog(screen, lambda yes: yes and self._run_cancel(job.name))
 
     @work(thread=True, group="jobs-ops", exit_on_error=False)
     def _run_cancel(self, name: str) -> None:

@@ -17,12 +17,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.messages import BackendChanged
+from tui.tabs.base import Tab
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def summary(findings: list[Finding]) -> str:
     return " · ".join(parts)
 
 
-class ResourcesTab(Vertical):
+class ResourcesTab(Tab):
     """Backend and credential status, and each resource ✓ or ✗ with how to fix it."""
 
     HELP = """
@@ -100,15 +101,16 @@ The same check is `phiops resources check` in a shell.
         if self.checking:
             return
         self.checking = True
-        backend = self.app.services.backend_name or self.app.services.config.backend  # type: ignore[attr-defined]
-        self.query_one("#resources-summary", Static).update(f"Checking the {backend} backend…")
+        self.query_one("#resources-summary", Static).update(
+            f"Checking the {self.backend_name} backend…"
+        )
         self._check()
 
     @work(thread=True, exclusive=True, group="resources", exit_on_error=False)
     def _check(self) -> None:
         started = time.monotonic()
         try:
-            findings = self.app.services.backend().resources()  # type: ignore[attr-defined]
+            findings = self.services.backend().resources()
         except Exception as error:
             self.post_message(self.CheckFailed(error_sentence(error, "The resources check")))
         else:
@@ -117,7 +119,7 @@ The same check is `phiops resources check` in a shell.
     def on_resources_tab_checked(self, message: Checked) -> None:
         self.checking = False
         self.findings = message.findings
-        backend = self.app.services.backend_name or self.app.services.config.backend  # type: ignore[attr-defined]
+        backend = self.backend_name
         slow = f", {message.seconds:.0f} s" if message.seconds >= 2 else ""
         self.query_one("#resources-summary", Static).update(
             f"Backend {backend}: {summary(message.findings)}  (r rechecks{slow})"

@@ -1,0 +1,59 @@
+"""`Tab`: what every tab of the app is built on.
+
+A tab is a widget built with no arguments, mounted in its `TabPane` the first time it is
+shown. The base gives each the same footing:
+
+- `services` (typed) and `backend_name`, the one notion of the current backend
+  (`Services.current`);
+- `focus_default()`: where the keyboard goes when the tab is shown, and where it comes back
+  to when it went nowhere (`tui.tabs.focus.keep_focus`, on show and on a descendant's blur);
+- `open_dialog(screen, then)`: push a `tui.screens.Modal` and put the keyboard back where
+  it was once it closes;
+- `HELP`: what the help screen (F1) says about the tab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+
+from textual.containers import Vertical
+
+from tui.tabs.focus import keep_focus, open_dialog
+
+if TYPE_CHECKING:
+    from tui.screens import Modal
+    from tui.services import BackendName, HasServices, Services
+
+ResultT = TypeVar("ResultT")
+
+
+class Tab(Vertical):
+    """A tab of the app: services, the current backend, focus and dialogs."""
+
+    HELP: ClassVar[str] = ""
+
+    @property
+    def services(self) -> Services:
+        return cast("HasServices", self.app).services
+
+    @property
+    def backend_name(self) -> BackendName:
+        return self.services.current
+
+    def focus_default(self) -> None:
+        """Focus the tab's main widget (the first focusable one unless a tab says)."""
+        for child in self.query("*"):
+            if child.focusable:
+                child.focus()
+                return
+
+    def open_dialog(self, screen: Modal[ResultT], then: Callable[[ResultT], Any]) -> None:
+        """Show `screen`; run `then(result)` once it closes, the keyboard back where it was."""
+        open_dialog(self, screen, then)
+
+    def on_show(self) -> None:
+        keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
+
+    def on_descendant_blur(self) -> None:
+        keep_focus(self)

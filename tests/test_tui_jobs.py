@@ -284,3 +284,32 @@ def test_a_loss_falling_a_hundredfold_is_drawn_to_the_last_step_on_a_log_axis() 
     assert any(0x2800 < ord(char) <= 0x28FF for char in last_column)  # the last steps drawn
     # Each row holds dots: on a log axis the curve crosses every row on its way down.
     assert all(any(0x2800 < ord(c) <= 0x28FF for c in line.plain[7:]) for line in lines)
+
+
+async def test_backend_local_in_an_azure_project_keeps_the_whole_loss_chart(
+    tui_project: Path, log_writer
+) -> None:
+    """`phiops tui --backend local` where phiops.toml says azure: the chart reads the local
+    events a batch at a time, so wiping it on each read (as for Azure's whole metrics) left
+    only the newest batch on screen."""
+    import json
+
+    from core.local.jobstore import EVENTS
+
+    (tui_project / "phiops.toml").write_text('[project]\nbackend = "azure"\n', encoding="utf-8")
+    store = job_store(tui_project)
+    store.root.mkdir(parents=True, exist_ok=True)
+    runner = log_writer(store.root / "writer.log", rate=1)
+    events = training_events(30, eval_every=100)
+    first = [event for event in events if event.get("step", 0) <= 20]
+    write_job(tui_project, "long_run_1", JobStatus.RUNNING, runner=runner, events=first)
+    app = make_app(tui_project, tab="jobs", backend="local")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        chart = app.query_one(LossChart)
+        await wait_for(pilot, lambda: len(chart.loss) == 20)
+        with store.path("long_run_1", EVENTS).open("a", encoding="utf-8") as handle:
+            for event in events[len(first) :]:
+                handle.write(json.dumps(event) + "\n")
+        await wait_for(pilot, lambda: chart.loss and chart.loss[-1][0] == 30.0)
+        assert [step for step, _ in chart.loss] == [float(n) for n in range(1, 31)]

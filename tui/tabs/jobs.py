@@ -129,14 +129,15 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             self.generation, self.error = generation, error
 
     class ProgressRead(Message, bubble=False):
-        def __init__(self, generation: int, events: list, offset: int, points: tuple) -> None:
+        """Progress of the selected job: new events and loss points; `whole` when the
+        points are the whole series (Azure's metrics), not what came since the last read."""
+
+        def __init__(
+            self, generation: int, events: list, offset: int, points: tuple, whole: bool = False
+        ) -> None:
             super().__init__()
-            self.generation, self.events, self.offset, self.points = (
-                generation,
-                events,
-                offset,
-                points,
-            )
+            self.generation, self.events, self.offset = generation, events, offset
+            self.points, self.whole = points, whole
 
     class Done(Message, bubble=False):
         """An operation finished: a sentence, its severity, and a job to select, if any."""
@@ -405,8 +406,9 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         backend = self.services.backend()
         events: list = []
         points: tuple = ([], [])
+        whole = backend.name == "azure"
         try:
-            if backend.name == "azure":
+            if whole:
                 metrics = backend.metrics(name)  # progress events stay in Azure's outputs
                 points = (
                     [(float(p.step), p.value) for p in metrics if p.key == "loss"],
@@ -417,7 +419,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
                 points = loss_points(events)
         except Exception:
             events = []  # no events yet (or none on this backend): the chart waits
-        self.post_message(self.ProgressRead(generation, events, offset, points))
+        self.post_message(self.ProgressRead(generation, events, offset, points, whole))
         if final:
             self.post_message(self.ProgressRead(generation, [], -1, ([], [])))
 
@@ -433,7 +435,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             self.snapshot.update(message.events)
         chart = self.query_one(LossChart)
         loss, eval_loss = message.points
-        if self.services.backend_name == "azure" or self.services.config.backend == "azure":
+        if message.whole:
             chart.loss, chart.eval_loss = [], []  # metrics come whole each time
         chart.add(loss, eval_loss)
         self._show_progress()

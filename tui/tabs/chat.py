@@ -31,13 +31,15 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
-from textual.worker import get_current_worker
 
+from tui.streaming import run_stream
 from tui.tabs.base import Tab
 from tui.tabs.focus import SteadyFocus
 from tui.tabs.sentences import as_sentence, error_sentence
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from textual.widgets._markdown import MarkdownStream
 
     from core.chat.sessions import ChatSessionInfo, Turn
@@ -444,21 +446,12 @@ class ChatTab(Tab):
         temperature: float,
         max_tokens: int,
     ) -> None:
-        """Run the chat service's stream on this thread's own loop; post every event.
+        """Run the chat service's stream on this thread's own loop (`tui.streaming`) and post
+        every event. Esc cancels the worker, which cancels the stream at once (not at the
+        next piece); the service keeps what arrived as an error turn."""
 
-        Esc cancels the worker; a watcher task turns that into a cancellation of the stream
-        at once (not at the next piece), and the service keeps what arrived as an error turn.
-        """
-        worker = get_current_worker()
-
-        async def consume() -> None:
-            from core.chat.service import (
-                AnswerDelta,
-                AnswerDone,
-                AnswerFailed,
-                ChatRoute,
-                GenerationParams,
-            )
+        async def answer() -> AsyncIterator[object]:
+            from core.chat.service import ChatRoute, GenerationParams
             from core.chat.sessions import title_from
 
             service = self._chat_service()
@@ -467,46 +460,39 @@ class ChatTab(Tab):
                 info = await asyncio.to_thread(
                     service.store.create, title=title_from(question), route=route
                 )
-                self.post_message(self.SessionReady(info))
+                yield self.SessionReady(info)
                 sid = info.id
             params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens)
             events = service.ask(sid, question, route=ChatRoute(route), via_url=url, params=params)
             try:
                 async for event in events:
-                    if isinstance(event, AnswerDelta):
-                        self.post_message(self.Delta(event.text))
-                    elif isinstance(event, AnswerDone):
-                        done = self.Done(
-                            event.answer, event.latency_s, event.tokens, event.tokens_per_s
-                        )
-                        self.post_message(done)
-                    elif isinstance(event, AnswerFailed):
-                        self.post_message(self.Failed(as_sentence(event.message)))
+                    yield event
             finally:
                 await events.aclose()
                 await service.aclose()  # its HTTP client belongs to this thread's loop
 
-        async def main() -> None:
-            task = asyncio.current_task()
-            assert task is not None
-
-            async def watch() -> None:
-                while not worker.is_cancelled:
-                    await asyncio.sleep(0.05)
-                task.cancel()
-
-            watcher = asyncio.create_task(watch())
-            try:
-                await consume()
-            except asyncio.CancelledError:
-                self.post_message(self.Failed("Stopped.", stopped=True))
-            finally:
-                watcher.cancel()
-
         try:
-            asyncio.run(main())
+            answered = run_stream(answer, self._post_event)
         except Exception as error:  # the service's own failures arrive as AnswerFailed
             self.post_message(self.Failed(error_sentence(error, "Asking")))
+            return
+        if not answered:
+            self.post_message(self.Failed("Stopped.", stopped=True))
+
+    def _post_event(self, event: object) -> None:
+        """One of the chat service's events (or a message of ours) as this tab's message."""
+        from core.chat.service import AnswerDelta, AnswerDone, AnswerFailed
+
+        if isinstance(event, Message):
+            self.post_message(event)
+        elif isinstance(event, AnswerDelta):
+            self.post_message(self.Delta(event.text))
+        elif isinstance(event, AnswerDone):
+            self.post_message(
+                self.Done(event.answer, event.latency_s, event.tokens, event.tokens_per_s)
+            )
+        elif isinstance(event, AnswerFailed):
+            self.post_message(self.Failed(as_sentence(event.message)))
 
     def _chat_service(self) -> Any:
         """One service for the tab's life (it keeps the endpoint and the loaded flow), built

@@ -11,7 +11,6 @@ fed from the trainer's progress events (locally) or the run's metrics (Azure).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,16 +22,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.message import Message
 from textual.widgets import DataTable, Input, Log, Static
-from textual.worker import get_current_worker
 
 from tui.logfeed import LogFeed
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
+from tui.streaming import run_stream
 from tui.tabs.base import Tab
 from tui.tabs.sentences import error_sentence
 from tui.widgets.chart import LossChart
 
 if TYPE_CHECKING:
-    from core.backend import JobInfo, JobSpec
+    from core.backend import JobInfo, JobSpec, LogLine
     from core.jobevents import ProgressSnapshot
     from tui.tabs.jobs_dialogs import SubmitForm
 
@@ -294,43 +293,32 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
 
     @work(thread=True, exclusive=True, group="jobs-log", exit_on_error=False)
     def _follow(self, name: str, generation: int, feed: LogFeed) -> None:
-        """Run the backend's async log stream on this thread's own loop; stop when the job
-        ends, or when another job is selected (this worker is then cancelled)."""
-        worker = get_current_worker()
+        """Run the backend's async log stream (`tui.streaming`); stop when the job ends, or
+        when another job is selected (this worker is then cancelled)."""
         pending: list[str] = []
 
-        async def pump() -> None:
-            backend = self.services.backend()
-            async for line in backend.stream_logs(name, 0, follow=True):
-                pending.append(line.text)
-                if len(pending) >= 512:
-                    feed.add(pending[:])
-                    pending.clear()
+        def flush() -> None:
+            if pending:
+                feed.add(pending[:])
+                pending.clear()
+            feed.flush()
 
-        async def run() -> None:
-            task = asyncio.ensure_future(pump())
-            while not task.done():
-                await asyncio.wait({task}, timeout=0.05)
-                if pending:
-                    feed.add(pending[:])
-                    pending.clear()
-                feed.flush()
-                if worker.is_cancelled:
-                    task.cancel()
-            if not task.cancelled():
-                task.result()
+        def take(line: LogLine) -> None:
+            pending.append(line.text)
+            if len(pending) >= 512:
+                flush()
 
         try:
-            asyncio.run(run())
-        except asyncio.CancelledError:
-            return
+            ended = run_stream(
+                lambda: self.services.backend().stream_logs(name, 0, follow=True),
+                take,
+                on_tick=flush,
+            )
         except Exception as error:
             self.post_message(self.LogEnded(generation, error_sentence(error, "Following the log")))
             return
-        if pending:
-            feed.add(pending[:])
-        feed.flush()
-        if not worker.is_cancelled:
+        flush()
+        if ended:
             self.post_message(self.LogEnded(generation))
 
     def on_jobs_tab_log_ready(self, message: LogReady) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -27,6 +26,7 @@ from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
     from core.backend import JobInfo, JobStatus
+    from tui.palette import Command
     from tui.services import BackendName
     from tui.tabs.base import Tab
 
@@ -37,10 +37,11 @@ DEFAULT_THEME = "textual-dark"
 COMPACT_FOOTER_BELOW = 100
 
 
-def pick_theme(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
-    """The ANSI theme where the terminal has only 16 colours (or the user asks for it), so
-    the terminal's own palette is used instead of colours it would approximate badly."""
-    chosen = environ.get("PHIOPS_THEME", "").strip().lower()
+def pick_theme(chosen: str = "", environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """The theme the user chose (`[tui] theme`, or `PHIOPS_THEME`); without one, the ANSI
+    theme where the terminal has only 16 colours, so the terminal's own palette is used
+    instead of colours it would approximate badly."""
+    chosen = chosen.strip().lower()
     if chosen in ("ansi", ANSI_THEME):
         return ANSI_THEME
     if chosen:
@@ -118,7 +119,9 @@ class PhiopsApp(App[None]):
         self.services = services
         self.initial_tab = initial_tab
         self.job_poll_seconds = job_poll_seconds
-        self.theme = pick_theme()
+        self._config_problems: list[str] = []
+        self._apply_theme(services.config.theme)
+        self.set_keymap(services.config.keymap)
         self.tabs: dict[str, Tab] = {}
         self.jobs: list[JobInfo] = []
         self.jobs_reason = ""  # why the job list could not be read, if it could not
@@ -143,6 +146,14 @@ class PhiopsApp(App[None]):
     def on_resize(self, event: events.Resize) -> None:
         self.footer.compact = event.size.width < COMPACT_FOOTER_BELOW
 
+    def _apply_theme(self, chosen: str) -> None:
+        theme = pick_theme(chosen)
+        if theme not in self.available_themes:
+            known = ", ".join(sorted(self.available_themes))
+            self._config_problems.append(f"phiops.toml: no theme {theme!r} (known: {known}).")
+            theme = pick_theme()
+        self.theme = theme
+
     def on_mount(self) -> None:
         # The first frame (header, tab bar, footer) paints before any tab is built or any
         # worker starts: workers' threads would compete with it for the interpreter.
@@ -152,6 +163,25 @@ class PhiopsApp(App[None]):
         self.build_tab(self.initial_tab)
         self.call_after_refresh(self._focus_tab, self.initial_tab)
         self._start_polling()
+        if self.services.config.keymap:
+            self.call_after_refresh(self._check_keymap)
+        for problem in self._config_problems:
+            self.notify(problem, title="Settings", severity="warning", timeout=10, markup=False)
+
+    def _check_keymap(self) -> None:
+        """Say which ids of `[tui] keymap` name no binding (the rest apply)."""
+        from tui.palette import known_binding_ids
+
+        unknown = sorted(set(self.services.config.keymap) - known_binding_ids())
+        if unknown:
+            self.notify(
+                f"phiops.toml [tui] keymap: no key binding has the id {', '.join(unknown)} "
+                "(F1 lists the keys; ids are in the README).",
+                title="Settings",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -303,90 +333,12 @@ class PhiopsApp(App[None]):
 
     # -- the palette's commands --------------------------------------------------------------
 
-    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
-        """(title, help, callback) for every action of the app, for the command palette."""
-
-        def tab(tab_id: str, action: str) -> Callable[[], object]:
-            return lambda: self.run_worker(self.run_tab_action(tab_id, action))
-
-        current = self.services.current
-        other = "azure" if current == "local" else "local"
-        commands = [
-            (
-                "Prepare data…",
-                "Write the train/test files from the sample, a file or the hub",
-                tab("dataset", "prepare"),
-            ),
-            ("Open a dataset file…", "Preview any JSONL file", tab("dataset", "open")),
-            (
-                "Validate the dataset",
-                "Statistics, length histogram and every problem",
-                tab("dataset", "validate"),
-            ),
-            (
-                "Submit a fine-tuning job…",
-                "The trainer's main options in a form",
-                tab("jobs", "submit"),
-            ),
-            (
-                "Cancel the selected job",
-                "Asks first; the trainer saves a checkpoint",
-                tab("jobs", "cancel"),
-            ),
-            (
-                "Resume the selected job",
-                "Continue a canceled or failed job from its checkpoint",
-                tab("jobs", "resume"),
-            ),
-            (
-                "Register the selected job's model",
-                "Put a completed job's model in the registry, ready to deploy",
-                tab("jobs", "register"),
-            ),
-            (
-                "Deploy a model…",
-                "Deploy a registered model version, blue/green",
-                tab("deployments", "deploy"),
-            ),
-            (
-                "Shift traffic…",
-                "Change the endpoint's traffic split",
-                tab("deployments", "shift_traffic"),
-            ),
-            (
-                "Roll back",
-                "Send all traffic back to the previous deployment",
-                tab("deployments", "rollback"),
-            ),
-            ("Delete the endpoint…", "Asks first", tab("deployments", "delete_endpoint")),
-            (
-                "Start or stop the local endpoint",
-                "Start it after `phiops down` or a reboot; stopping asks first",
-                tab("deployments", "start_stop"),
-            ),
-            (
-                "Serve the flow",
-                "Start `pf flow serve` for the chat flow",
-                tab("chat", "serve_flow"),
-            ),
-            ("New chat", "Start a new chat session", tab("chat", "new_chat")),
-            (
-                f"Switch backend to {other}",
-                f"Work on the {other} backend from now on",
-                lambda: self.action_switch_backend(other),
-            ),
-            ("Check resources again", "Run the resources check", tab("resources", "recheck")),
-        ]
-        for number, (tab_id, title, _) in enumerate(TABS, start=1):
-            commands.append(
-                (
-                    f"Show {title}",
-                    f"Go to the {title} tab (key {number})",
-                    lambda tab_id=tab_id: self.action_show_tab(tab_id),
-                )
-            )
-        commands.append(("Help", "The keys of the focused place (F1)", self.action_help))
-        return commands
+    def run_command(self, command: Command) -> None:
+        """Run a palette command: a tab's action (showing the tab), or one of the app's."""
+        if command.tab:
+            self.run_worker(self.run_tab_action(command.tab, command.action))
+        else:
+            self.run_worker(self.run_action(command.action))
 
 
 def _label(job: JobInfo) -> str:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from core.backend import JobInfo, JobStatus
     from tui.palette import Command
     from tui.services import BackendName
-    from tui.tabs.base import Tab
+    from tui.tabs.base import AppTab
 
 ANSI_THEME = "ansi-dark"
 DEFAULT_THEME = "textual-dark"
@@ -122,7 +122,7 @@ class PhiopsApp(App[None]):
         self._config_problems: list[str] = []
         self._apply_theme(services.config.theme)
         self.set_keymap(services.config.keymap)
-        self.tabs: dict[str, Tab] = {}
+        self.tabs: dict[str, AppTab] = {}
         self.jobs: list[JobInfo] = []
         self.jobs_reason = ""  # why the job list could not be read, if it could not
         self._job_states: dict[str, JobStatus] | None = None
@@ -189,7 +189,7 @@ class PhiopsApp(App[None]):
             self.build_tab(event.pane.id)
             self.call_after_refresh(self._focus_tab, event.pane.id)
 
-    def build_tab(self, tab_id: str) -> Tab:
+    def build_tab(self, tab_id: str) -> AppTab:
         """The tab's widget, imported and mounted the first time it is needed."""
         if tab_id in self.tabs:
             return self.tabs[tab_id]

@@ -3,7 +3,7 @@
 Every dialog here and in the tabs' `*_dialogs.py` is a `Modal`: a centred box that fits
 80×24, Escape cancels, Tab moves between fields (with priority, see `FOCUS_KEYS`). They do
 no work themselves: each returns a plain value through `dismiss`, and the caller runs the
-operation in a worker. Tabs open them with `Tab.open_dialog` (`tui.tabs.base`), which puts
+operation in a worker. Tabs open them with `AppTab.open_dialog` (`tui.tabs.base`), which puts
 the keyboard back where it was once the dialog closes.
 """
 

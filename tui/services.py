@@ -1,6 +1,6 @@
 """What the TUI's tabs share: the project's config and one backend, built off the UI thread.
 
-Tabs reach it as `self.services` (`tui.tabs.base.Tab`). `current` is the one answer to
+Tabs reach it as `self.services` (`tui.tabs.base.AppTab`). `current` is the one answer to
 "which backend is the app on" (`phiops tui --backend`, a switch, else the config's);
 `backend()` may touch the disk (and, on Azure, sign in), so call it only from a worker; the
 config is loaded once at start-up and is cheap.

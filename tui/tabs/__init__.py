@@ -1,6 +1,6 @@
 """The app's tabs, in the order they appear: (id, title, "module:Class").
 
-Each tab is a `tui.tabs.base.Tab` built with no arguments (it reaches the services through
+Each tab is a `tui.tabs.base.AppTab` built with no arguments (it reaches the services through
 `self.services`); the app imports a tab's module only when it builds the tab.
 """
 

@@ -1,4 +1,4 @@
-"""`Tab`: what every tab of the app is built on.
+"""`AppTab`: what every tab of the app is built on.
 
 A tab is a widget built with no arguments, mounted in its `TabPane` the first time it is
 shown. The base gives each the same footing:
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 ResultT = TypeVar("ResultT")
 
 
-class Tab(Vertical):
-    """A tab of the app: services, the current backend, focus and dialogs."""
+class AppTab(Vertical):
+    """A tab of the app: services, the current backend, focus and dialogs. (Not named
+    `Tab`: CSS type selectors match base classes, and Textual's own `Tab` rules would.)"""
 
     HELP: ClassVar[str] = ""
 

@@ -33,7 +33,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
 
 from tui.streaming import run_stream
-from tui.tabs.base import Tab
+from tui.tabs.base import AppTab
 from tui.tabs.focus import SteadyFocus
 from tui.tabs.sentences import as_sentence, error_sentence
 
@@ -147,7 +147,7 @@ class ErrorView(Static):
         self.message = message
 
 
-class ChatTab(Tab):
+class ChatTab(AppTab):
     """Chat with the model through the flow, a served flow, or the endpoint."""
 
     DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")

@@ -25,7 +25,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from tui.messages import BackendChanged, DataPrepared
-from tui.tabs.base import Tab
+from tui.tabs.base import AppTab
 from tui.tabs.sentences import error_sentence
 from tui.widgets.rowtable import RowTable
 
@@ -131,7 +131,7 @@ def render_stats(report: ValidationReport, bars: list[tuple[int, int, int]]) -> 
     return text
 
 
-class DatasetTab(Tab):
+class DatasetTab(AppTab):
     """Rows of a chat JSONL file, one conversation, statistics and problems; prepare data."""
 
     HELP = """

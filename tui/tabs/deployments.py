@@ -29,7 +29,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 
-from tui.tabs.base import Tab
+from tui.tabs.base import AppTab
 from tui.tabs.focus import SteadyFocus
 from tui.tabs.sentences import error_sentence
 
@@ -79,7 +79,7 @@ class Selection:
     deployment: str | None = None
 
 
-class DeploymentsTab(Tab):
+class DeploymentsTab(AppTab):
     """Endpoints and deployments of the current backend."""
 
     DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from tui.logfeed import LogFeed
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
 from tui.streaming import run_stream
-from tui.tabs.base import Tab
+from tui.tabs.base import AppTab
 from tui.tabs.sentences import error_sentence
 from tui.widgets.chart import LossChart
 
@@ -94,7 +94,7 @@ def loss_points(events: list[dict[str, Any]]) -> tuple[list, list]:
     return loss, eval_loss
 
 
-class JobsTab(Tab):
+class JobsTab(AppTab):
     """Jobs, the selected job's live log and loss chart; submit, cancel, resume."""
 
     HELP = """

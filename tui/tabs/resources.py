@@ -23,7 +23,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.messages import BackendChanged
-from tui.tabs.base import Tab
+from tui.tabs.base import AppTab
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def summary(findings: list[Finding]) -> str:
     return " · ".join(parts)
 
 
-class ResourcesTab(Tab):
+class ResourcesTab(AppTab):
     """Backend and credential status, and each resource ✓ or ✗ with how to fix it."""
 
     HELP = """

@@ -313,3 +313,19 @@ async def test_backend_local_in_an_azure_project_keeps_the_whole_loss_chart(
                 handle.write(json.dumps(event) + "\n")
         await wait_for(pilot, lambda: chart.loss and chart.loss[-1][0] == 30.0)
         assert [step for step, _ in chart.loss] == [float(n) for n in range(1, 31)]
+
+
+async def test_a_progress_read_that_fails_says_why(tui_project: Path) -> None:
+    """A worker's unexpected error reaches the tab's one failure handler and is shown, not
+    swallowed: here the job's events file cannot be read (a folder stands in its place)."""
+    from core.local.jobstore import EVENTS
+
+    write_job(tui_project, "odd_run_1", JobStatus.COMPLETED, log=["done"])
+    events = job_store(tui_project).path("odd_run_1", EVENTS)
+    events.unlink()
+    events.mkdir()
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await wait_for(pilot, lambda: "Reading the progress failed" in screen_text(app))
+        assert "IsADirectoryError" in str(app.query_one("#jobs-progress").render())

@@ -9,6 +9,11 @@ shown. The base gives each the same footing:
   to when it went nowhere (`tui.tabs.focus.keep_focus`, on show and on a descendant's blur);
 - `open_dialog(screen, then)`: push a `tui.screens.Modal` and put the keyboard back where
   it was once it closes;
+- `worker_failed(group, sentence)`: the one handler for a worker that raised. Workers
+  (`@work(thread=True, exclusive=True, exit_on_error=False)`) let an unexpected error go;
+  `Worker.StateChanged` brings it here as one sentence (`error_sentence`, keys redacted,
+  the worker's `name` saying what failed). A tab overrides it to undo what waited for that
+  group's result; by default the sentence is a red notification — never silence;
 - `HELP`: what the help screen (F1) says about the tab.
 """
 
@@ -18,8 +23,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from textual.containers import Vertical
+from textual.worker import Worker, WorkerState
 
 from tui.tabs.focus import keep_focus, open_dialog
+from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
     from tui.screens import Modal
@@ -58,3 +65,14 @@ class AppTab(Vertical):
 
     def on_descendant_blur(self) -> None:
         keep_focus(self)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is not WorkerState.ERROR or event.worker.error is None:
+            return
+        worker = event.worker
+        doing = "" if worker.name.startswith("_") else worker.name  # a method's own name
+        self.worker_failed(worker.group, error_sentence(worker.error, doing))
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        """A worker of `group` raised; `sentence` says what failed and why."""
+        self.notify(sentence, severity="error", timeout=10, markup=False)

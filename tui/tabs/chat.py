@@ -35,7 +35,7 @@ from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
 from tui.streaming import run_stream
 from tui.tabs.base import AppTab
 from tui.tabs.focus import SteadyFocus
-from tui.tabs.sentences import as_sentence, error_sentence
+from tui.tabs.sentences import as_sentence
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -211,11 +211,10 @@ class ChatTab(AppTab):
             self.turns = turns
 
     class Exported(Message, bubble=False):
-        def __init__(self, path: str, exists: bool = False, error: str = "") -> None:
+        def __init__(self, path: str, exists: bool = False) -> None:
             super().__init__()
             self.path = path
             self.exists = exists
-            self.error = error
 
     class FlowServers(Message, bubble=False):
         """The URLs of this project's running flow servers (the newest first)."""
@@ -281,15 +280,18 @@ class ChatTab(AppTab):
         self.focus_default()
         self._find_flow_servers()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-flow-servers")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-flow-servers",
+        name="Looking for flow servers",
+    )
     def _find_flow_servers(self) -> None:
         """Offer a flow server this project already runs (`phiops flow serve --detach`)."""
-        try:
-            from core.chat.flowserve import flow_servers
+        from core.chat.flowserve import flow_servers
 
-            records = flow_servers(self.services.config)
-        except Exception:  # no store yet, or unreadable records: keep the default URL
-            return
+        records = flow_servers(self.services.config)
         newest = sorted(records, key=lambda record: record.started_at, reverse=True)
         if newest:
             self.post_message(self.FlowServers([record.url for record in newest]))
@@ -316,33 +318,37 @@ class ChatTab(AppTab):
         self._status("Starting pf flow serve (this takes a few seconds)…")
         self._serve_flow()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-serve",
+        name="Serving the flow",
+    )
     def _serve_flow(self) -> None:
         from core.chat.flowserve import record_server, start_flow_server
 
-        try:
-            target = self._chat_service().endpoint_target()
-            config = self.services.config
-            server = start_flow_server(target, host=config.host, port=0, detach=True)
-            record_server(config, server)
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Serving the flow")))
-            return
+        target = self._chat_service().endpoint_target()
+        config = self.services.config
+        server = start_flow_server(target, host=config.host, port=0, detach=True)
+        record_server(config, server)
         self.post_message(self.FlowServers([server.url], started=True))
 
     def action_stop_flow(self) -> None:
         """Stop the flow servers this project started (`phiops flow stop`)."""
         self._stop_flows()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-serve",
+        name="Stopping the flow server",
+    )
     def _stop_flows(self) -> None:
         from core.chat.flowserve import stop_flow_servers
 
-        try:
-            stopped = stop_flow_servers(self.services.config)
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Stopping the flow server")))
-            return
+        stopped = stop_flow_servers(self.services.config)
         self.post_message(self.FlowStopped(len(stopped)))
 
     @on(FlowStopped)
@@ -436,7 +442,7 @@ class ChatTab(AppTab):
         self.stream = None
         conversation.anchor()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-ask")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-ask", name="Asking")
     def _ask(
         self,
         session_id: str | None,
@@ -471,12 +477,7 @@ class ChatTab(AppTab):
                 await events.aclose()
                 await service.aclose()  # its HTTP client belongs to this thread's loop
 
-        try:
-            answered = run_stream(answer, self._post_event)
-        except Exception as error:  # the service's own failures arrive as AnswerFailed
-            self.post_message(self.Failed(error_sentence(error, "Asking")))
-            return
-        if not answered:
+        if not run_stream(answer, self._post_event):
             self.post_message(self.Failed("Stopped.", stopped=True))
 
     def _post_event(self, event: object) -> None:
@@ -637,16 +638,17 @@ class ChatTab(AppTab):
             return
         self._list_sessions()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-store")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-store",
+        name="Listing chat sessions",
+    )
     def _list_sessions(self) -> None:
         from core.chat.sessions import SessionStore
 
-        try:
-            sessions = SessionStore().list()
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Listing chat sessions")))
-            return
-        self.post_message(self.SessionsListed(sessions))
+        self.post_message(self.SessionsListed(SessionStore().list()))
 
     @on(SessionsListed)
     def _sessions_listed(self, message: SessionsListed) -> None:
@@ -662,18 +664,19 @@ class ChatTab(AppTab):
         if session_id:
             self._load_session(session_id)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-store")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-store",
+        name="Loading the chat",
+    )
     def _load_session(self, session_id: str) -> None:
         from core.chat.sessions import SessionStore
 
-        try:
-            store = SessionStore()
-            info = store.get(session_id)
-            turns = store.turns(session_id)
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Loading the chat")))
-            return
-        self.post_message(self.SessionLoaded(info, turns))
+        store = SessionStore()
+        info = store.get(session_id)
+        self.post_message(self.SessionLoaded(info, store.turns(session_id)))
 
     @on(SessionLoaded)
     async def _session_loaded(self, message: SessionLoaded) -> None:
@@ -720,13 +723,14 @@ class ChatTab(AppTab):
         if path and self.session is not None:
             self._export(self.session.id, path, overwrite)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-export")
     def _export(self, session_id: str, path: str, overwrite: bool) -> None:
+        """Write the session to `path` in a worker (named after the file it writes)."""
         from core.atomic import write_text_atomic
         from core.chat.sessions import SessionStore
 
         target = self.services.config.resolve(path)
-        try:
+
+        def export() -> None:
             if target.exists() and not overwrite:
                 self.post_message(self.Exported(str(target), exists=True))
                 return
@@ -734,11 +738,16 @@ class ChatTab(AppTab):
             jsonl = target.suffix.lower() in (".jsonl", ".ndjson")
             text = store.export_jsonl(session_id) if jsonl else store.export_markdown(session_id)
             write_text_atomic(target, text)
-        except Exception as error:
-            sentence = error_sentence(error, f"Exporting to {target}")
-            self.post_message(self.Exported(str(target), error=sentence))
-            return
-        self.post_message(self.Exported(str(target)))
+            self.post_message(self.Exported(str(target)))
+
+        self.run_worker(
+            export,
+            name=f"Exporting to {target}",
+            group="chat-export",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
 
     @on(Exported)
     def _exported(self, message: Exported) -> None:
@@ -751,10 +760,16 @@ class ChatTab(AppTab):
             self.open_dialog(
                 screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
             )
-        elif message.error:
-            self.notify(message.error, severity="error", markup=False)
         else:
             self.notify(f"Exported the chat to {message.path}", markup=False)
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        if group == "chat-ask":  # the service's own failures arrive as AnswerFailed
+            self.post_message(self.Failed(sentence))
+        elif group == "chat-export":
+            super().worker_failed(group, sentence)
+        else:
+            self.post_message(self.Problem(sentence))
 
     @on(Problem)
     def _problem(self, message: Problem) -> None:

@@ -26,7 +26,6 @@ from textual.worker import get_current_worker
 
 from tui.messages import BackendChanged, DataPrepared
 from tui.tabs.base import AppTab
-from tui.tabs.sentences import error_sentence
 from tui.widgets.rowtable import RowTable
 
 if TYPE_CHECKING:
@@ -269,20 +268,22 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self.query_one("#ds-findings", OptionList).clear_options()
         self._open(path, old, self.generation)
 
-    @work(thread=True, exclusive=True, group="dataset-open", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="dataset-open",
+        exit_on_error=False,
+        name="Opening the file",
+    )
     def _open(self, path: Path, old: DatasetIndex | None, generation: int) -> None:
         from core.data.index import DatasetIndex
 
         if old is not None:
             old.close()
-        try:
-            index = DatasetIndex.open(
-                path,
-                on_progress=lambda progress: self.post_message(self.Indexed(progress, generation)),
-            )
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, f"Opening {path}")))
-            return
+        index = DatasetIndex.open(
+            path,
+            on_progress=lambda progress: self.post_message(self.Indexed(progress, generation)),
+        )
         self.post_message(self.Opened(index, generation))
 
     def on_dataset_tab_opened(self, message: Opened) -> None:
@@ -456,7 +457,13 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self._start_busy("Validating")
         self._validate(self.path, self.generation)
 
-    @work(thread=True, exclusive=True, group="dataset-validate", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="dataset-validate",
+        exit_on_error=False,
+        name="Validating",
+    )
     def _validate(self, path: Path, generation: int) -> None:
         from core.data.validate import validate_file
 
@@ -478,9 +485,6 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                 path, on_progress=progress, on_valid=lambda line, turns, chars: sizes.append(chars)
             )
         except InterruptedError:
-            return
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, "Validating")))
             return
         self.post_message(self.Validated(report, histogram(sizes), generation))
 
@@ -545,7 +549,13 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self._start_busy("Preparing")
         self._prepare(request)
 
-    @work(thread=True, exclusive=True, group="dataset-prepare", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="dataset-prepare",
+        exit_on_error=False,
+        name="Preparing the data",
+    )
     def _prepare(self, request: PrepareRequest) -> None:
         from core.data.prepare import prepare
         from core.data.sources import open_source
@@ -559,32 +569,28 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                 last[0] = now
                 self.post_message(self.Working(stage, done, total))
 
-        try:
-            name = None if request.sample else request.source
-            if name and config.resolve(name).exists():
-                name = str(config.resolve(name))  # a path relative to the project, not the cwd
-            source = open_source(
-                name,
-                sample=request.sample,
-                dataset_id=config.dataset_id,
-                dataset_config=config.dataset_config,
-                split=None,
-                default_split=config.dataset_split,
-            )
-            if source.describe().get("kind") == "hub":
-                self.post_message(self.Working(f"Loading {request.source}", 0, None))
-                source.load()
-            result = prepare(
-                source,
-                config.resolve(config.train_data_path),
-                config.resolve(config.test_data_path),
-                test_fraction=request.test_fraction,
-                seed=request.seed,
-                on_progress=progress,
-            )
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, "Preparing the data")))
-            return
+        name = None if request.sample else request.source
+        if name and config.resolve(name).exists():
+            name = str(config.resolve(name))  # a path relative to the project, not the cwd
+        source = open_source(
+            name,
+            sample=request.sample,
+            dataset_id=config.dataset_id,
+            dataset_config=config.dataset_config,
+            split=None,
+            default_split=config.dataset_split,
+        )
+        if source.describe().get("kind") == "hub":
+            self.post_message(self.Working(f"Loading {request.source}", 0, None))
+            source.load()
+        result = prepare(
+            source,
+            config.resolve(config.train_data_path),
+            config.resolve(config.test_data_path),
+            test_fraction=request.test_fraction,
+            seed=request.seed,
+            on_progress=progress,
+        )
         self.post_message(self.Prepared(result))
 
     def on_dataset_tab_prepared(self, message: Prepared) -> None:
@@ -618,6 +624,9 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             label += f" {int(message.done):,} of {int(message.total):,} rows"
         self.query_one("#ds-working-label", Static).update(label)
         self.query_one(ProgressBar).update(total=message.total, progress=message.done)
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        self.post_message(self.Failed(sentence))
 
     def on_dataset_tab_failed(self, message: Failed) -> None:
         was_busy = self.busy

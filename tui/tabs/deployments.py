@@ -28,6 +28,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Log, Static
+from textual.widgets.data_table import RowDoesNotExist
 
 from tui.tabs.base import AppTab
 from tui.tabs.focus import SteadyFocus
@@ -124,12 +125,11 @@ class DeploymentsTab(AppTab):
             self.error = error
 
     class LogsLoaded(Message, bubble=False):
-        def __init__(self, endpoint: str, deployment: str, text: str, error: str = "") -> None:
+        def __init__(self, endpoint: str, deployment: str, text: str) -> None:
             super().__init__()
             self.endpoint = endpoint
             self.deployment = deployment
             self.text = text
-            self.error = error
 
     class ModelsLoaded(Message, bubble=False):
         def __init__(self, models: list[ModelVersion]) -> None:
@@ -224,16 +224,18 @@ class DeploymentsTab(AppTab):
         self.loading = True
         self._load_endpoints(dict(self.masked_keys))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-load")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-load",
+        name="Listing endpoints",
+    )
     def _load_endpoints(self, known_keys: dict[str, str]) -> None:
         from core.secrets import mask
 
-        try:
-            backend = self._backend()
-            endpoints = backend.endpoints()
-        except Exception as error:  # the tab says why; the app keeps running
-            self.post_message(self.LoadFailed(error_sentence(error, "Listing endpoints")))
-            return
+        backend = self._backend()
+        endpoints = backend.endpoints()
         keys: dict[str, str] = {}
         for info in endpoints:
             cached = known_keys.get(info.name)
@@ -242,20 +244,21 @@ class DeploymentsTab(AppTab):
                 continue
             try:
                 keys[info.name] = mask(backend.endpoint_keys(info.name).primary) or "(none)"
-            except Exception as error:
+            except Exception as error:  # one endpoint's key: shown in its place, not fatal
                 keys[info.name] = f"(unavailable: {error_sentence(error)})"
         self.post_message(self.Loaded(endpoints, keys))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-logs")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-logs",
+        name="Reading the logs",
+    )
     def _load_logs(self, endpoint: str, deployment: str) -> None:
         from core.secrets import redact
 
-        try:
-            text = self._backend().deployment_logs(endpoint, deployment, LOG_LINES)
-        except Exception as error:
-            sentence = error_sentence(error, "Reading the logs")
-            self.post_message(self.LogsLoaded(endpoint, deployment, "", sentence))
-            return
+        text = self._backend().deployment_logs(endpoint, deployment, LOG_LINES)
         self.post_message(self.LogsLoaded(endpoint, deployment, redact(text)))
 
     # -- showing it (handlers) ----------------------------------------------------------
@@ -270,6 +273,17 @@ class DeploymentsTab(AppTab):
         self._fill_table()
         self._show_details()
         self._show_logs_for_selection()
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        if group == "deployments-load":
+            self.post_message(self.LoadFailed(sentence))
+        elif group == "deployments-logs":
+            self.log_source = None
+            logs = self.query_one("#deploy-logs", Log)
+            logs.clear()
+            logs.write_line(sentence)
+        else:  # an operation, the model list, the key
+            self.post_message(self.OperationFailed(sentence))
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:
@@ -330,7 +344,7 @@ class DeploymentsTab(AppTab):
             )
             try:
                 row = table.get_row_index(key)
-            except Exception:  # gone since the last refresh
+            except RowDoesNotExist:  # gone since the last refresh
                 row = 0
         table.move_cursor(row=row, animate=False)
         self._select_row(row)
@@ -383,16 +397,13 @@ class DeploymentsTab(AppTab):
         wanted = selection.deployment or self._main_deployment(selection.endpoint)
         if wanted != message.deployment:
             return
-        shown = (message.endpoint, message.deployment, message.error or message.text)
+        shown = (message.endpoint, message.deployment, message.text)
         if shown == self.log_source:
             return  # unchanged: leave the view (and where the user scrolled) alone
         self.log_source = shown
         logs = self.query_one("#deploy-logs", Log)
         logs.clear()
-        if message.error:
-            logs.write_line(message.error)
-        else:
-            logs.write_lines(message.text.splitlines() or ["(no log lines yet)"])
+        logs.write_lines(message.text.splitlines() or ["(no log lines yet)"])
 
     def _endpoint(self, name: str) -> EndpointInfo | None:
         return next((info for info in self.endpoints if info.name == name), None)
@@ -483,15 +494,15 @@ class DeploymentsTab(AppTab):
             )
         return info
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-op")
     def _run_operation(self, what: str, call: Callable[[Backend], str]) -> None:
-        """Run `call(backend)` off the UI thread; it returns the summary to show."""
-        try:
-            summary = call(self._backend())
-        except Exception as error:
-            self.post_message(self.OperationFailed(error_sentence(error, what)))
-            return
-        self.post_message(self.OperationDone(summary))
+        """Run `call(backend)` in a worker named `what`; it returns the summary to show."""
+
+        def run() -> None:
+            self.post_message(self.OperationDone(call(self._backend())))
+
+        self.run_worker(
+            run, name=what, group="deployments-op", thread=True, exclusive=True, exit_on_error=False
+        )
 
     @on(OperationProgress)
     def _progress(self, message: OperationProgress) -> None:
@@ -523,13 +534,15 @@ class DeploymentsTab(AppTab):
         self._status("Listing model versions…")
         self._load_models()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-models")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-models",
+        name="Listing model versions",
+    )
     def _load_models(self) -> None:
-        try:
-            models = self._backend().models()
-        except Exception as error:
-            self.post_message(self.OperationFailed(error_sentence(error, "Listing model versions")))
-            return
+        models = self._backend().models()
         self.post_message(self.ModelsLoaded(models))
 
     @on(ModelsLoaded)
@@ -768,13 +781,15 @@ class DeploymentsTab(AppTab):
         if info is not None:
             self._fetch_key(info.name)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-key")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-key",
+        name="Reading the key",
+    )
     def _fetch_key(self, endpoint: str) -> None:
-        try:
-            key = self._backend().endpoint_keys(endpoint).primary
-        except Exception as error:
-            self.post_message(self.OperationFailed(error_sentence(error, "Reading the key")))
-            return
+        key = self._backend().endpoint_keys(endpoint).primary
         self.post_message(self.KeyFetched(endpoint, key))
 
     @on(KeyFetched)

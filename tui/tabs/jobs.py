@@ -167,6 +167,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.events_offset = 0
         self.reading_progress = False
         self.progress_final = False
+        self.progress_problem = ""  # why the last progress read failed, if it did
         self._want: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -255,6 +256,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.snapshot = ProgressSnapshot()
         self.events_offset = 0
         self.progress_final = False
+        self.progress_problem = ""
         self.log_ended = False
         generation = self.generation
         self.feed = LogFeed(lambda: self.post_message(self.LogReady(generation)), keep=MAX_LINES)
@@ -281,6 +283,8 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             text.append(snapshot.message or snapshot.phase)
         elif snapshot is not None and (snapshot.phase or snapshot.step is not None):
             text.append(snapshot.describe())
+        if self.progress_problem:
+            text.append(f"  {self.progress_problem}", style="dim red")
         state = "⏸ paused (f follows)" if not self.following else "following"
         text.append(f"  │ log {state}", style="dim")
         if self.filter:
@@ -389,30 +393,28 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.reading_progress = True
         self._read_progress(job.name, self.generation, self.events_offset, job.status.is_final)
 
-    @work(thread=True, group="jobs-progress", exit_on_error=False)
+    @work(thread=True, group="jobs-progress", exit_on_error=False, name="Reading the progress")
     def _read_progress(self, name: str, generation: int, offset: int, final: bool) -> None:
         backend = self.services.backend()
         events: list = []
         points: tuple = ([], [])
         whole = backend.name == "azure"
-        try:
-            if whole:
-                metrics = backend.metrics(name)  # progress events stay in Azure's outputs
-                points = (
-                    [(float(p.step), p.value) for p in metrics if p.key == "loss"],
-                    [(float(p.step), p.value) for p in metrics if p.key == "eval_loss"],
-                )
-            else:
-                events, offset = backend.job_events(name, offset)
-                points = loss_points(events)
-        except Exception:
-            events = []  # no events yet (or none on this backend): the chart waits
+        if whole:
+            metrics = backend.metrics(name)  # progress events stay in Azure's outputs
+            points = (
+                [(float(p.step), p.value) for p in metrics if p.key == "loss"],
+                [(float(p.step), p.value) for p in metrics if p.key == "eval_loss"],
+            )
+        else:
+            events, offset = backend.job_events(name, offset)
+            points = loss_points(events)
         self.post_message(self.ProgressRead(generation, events, offset, points, whole))
         if final:
             self.post_message(self.ProgressRead(generation, [], -1, ([], [])))
 
     def on_jobs_tab_progress_read(self, message: ProgressRead) -> None:
         self.reading_progress = False
+        self.progress_problem = ""
         if message.generation != self.generation:
             return
         if message.offset == -1:
@@ -453,15 +455,11 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             self._say("Submitting…")
             self._run_submit(spec)
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Submitting the job")
     def _run_submit(self, spec: JobSpec) -> None:
-        try:
-            job = self.services.backend().submit_job(
-                spec, progress=lambda text: self.app.call_from_thread(self._say, f"{text}…")
-            )
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Submitting the job"), "error"))
-            return
+        job = self.services.backend().submit_job(
+            spec, progress=lambda text: self.app.call_from_thread(self._say, f"{text}…")
+        )
         submitted = getattr(self.app, "submitted_here", None)
         if isinstance(submitted, set):
             submitted.add(job.name)  # the app's poller need not announce it a second time
@@ -488,14 +486,10 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         )
         self.open_dialog(screen, lambda yes: yes and self._run_cancel(job.name))
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Canceling the job")
     def _run_cancel(self, name: str) -> None:
         self.app.call_from_thread(self.notify, f"Canceling {name}…")
-        try:
-            job = self.services.backend().cancel(name)
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Canceling the job"), "error"))
-            return
+        job = self.services.backend().cancel(name)
         self.post_message(self.Done(f"{name} is {job.status}.", "warning"))
 
     def action_resume(self) -> None:
@@ -504,13 +498,9 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             return
         self._run_resume(job.name)
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Resuming the job")
     def _run_resume(self, name: str) -> None:
-        try:
-            job = self.services.backend().resume_job(name)
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Resuming the job"), "error"))
-            return
+        job = self.services.backend().resume_job(name)
         self.post_message(self.Done(f"{name} is {job.status} again.", select=name))
 
     def action_register(self) -> None:
@@ -524,16 +514,20 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.notify(f"Registering the model of {job.name}…")
         self._run_register(job.name)
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Registering the model")
     def _run_register(self, name: str) -> None:
-        try:
-            model = self.services.backend().register_model(name)
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Registering the model"), "error"))
-            return
+        model = self.services.backend().register_model(name)
         self.post_message(
             self.Done(f"Registered {model.ref} from {name}; deploy it in the Deployments tab.")
         )
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        if group == "jobs-progress":
+            self.reading_progress = False  # the next tick tries again; the line says why
+            self.progress_problem = sentence
+            self._show_progress()
+        else:
+            self.post_message(self.Done(sentence, "error"))
 
     def on_jobs_tab_done(self, message: Done) -> None:
         if message.submitted:

@@ -24,7 +24,6 @@ from textual.widgets.option_list import Option
 
 from tui.messages import BackendChanged
 from tui.tabs.base import AppTab
-from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
     from core.backend import Finding
@@ -106,15 +105,14 @@ The same check is `phiops resources check` in a shell.
         )
         self._check()
 
-    @work(thread=True, exclusive=True, group="resources", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="resources", exit_on_error=False, name="The check")
     def _check(self) -> None:
         started = time.monotonic()
-        try:
-            findings = self.services.backend().resources()
-        except Exception as error:
-            self.post_message(self.CheckFailed(error_sentence(error, "The resources check")))
-        else:
-            self.post_message(self.Checked(findings, time.monotonic() - started))
+        findings = self.services.backend().resources()
+        self.post_message(self.Checked(findings, time.monotonic() - started))
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        self.post_message(self.CheckFailed(sentence))
 
     def on_resources_tab_checked(self, message: Checked) -> None:
         self.checking = False

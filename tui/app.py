@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from tui.services import BackendName
     from tui.tabs.base import AppTab
 
+# One CSS convention: every module's styles live in a .tcss file beside it (a tab's file
+# also holds its dialogs'), and the app loads them all. No DEFAULT_CSS in phiops' widgets.
+STYLESHEETS = sorted(str(path) for path in Path(__file__).parent.rglob("*.tcss"))
+
 ANSI_THEME = "ansi-dark"
 DEFAULT_THEME = "textual-dark"
 # Under this many columns the footer drops its padding, so every key of the busiest tab
@@ -93,7 +97,7 @@ class Tabs(TabbedContent):
 class PhiopsApp(App[None]):
     """The phiops operations and chat app."""
 
-    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    CSS_PATH: ClassVar = STYLESHEETS  # absolute paths: subclasses live elsewhere
     TITLE = "phiops"
     COMMANDS = App.COMMANDS | {PhiopsCommands}
     HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (110, "-wide")]

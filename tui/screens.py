@@ -46,21 +46,6 @@ class Modal(ModalScreen[ResultT]):
 
     CANCELLED: ClassVar[object] = None
 
-    DEFAULT_CSS = """
-    Modal { align: center middle; }
-    Modal > #box {
-        width: 74; max-width: 100%; height: auto; max-height: 100%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    Modal .title { text-style: bold; width: 1fr; margin-bottom: 1; }
-    Modal .hint { color: $text-muted; height: auto; }
-    Modal .warning { color: $warning; height: auto; margin-top: 1; }
-    Modal .error { color: $error; height: auto; display: none; }
-    Modal .buttons { height: auto; align-horizontal: right; margin-top: 1; }
-    Modal .buttons Button { margin-left: 1; min-width: 8; }
-    Modal OptionList { height: auto; max-height: 6; }
-    """
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),
         *FOCUS_KEYS,
@@ -163,11 +148,6 @@ class AskScreen(Modal[ResultT]):
 
 class HelpScreen(Modal[None]):
     """F1 / ?: the keys of the place you are in, then the app's, then what the tab does."""
-
-    DEFAULT_CSS = """
-    HelpScreen > #box { width: 76; height: 100%; max-height: 22; }
-    HelpScreen VerticalScroll { height: 1fr; }
-    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "cancel", "Close", id="help.close"),

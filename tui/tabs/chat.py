@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -150,7 +149,6 @@ class ErrorView(Static):
 class ChatTab(AppTab):
     """Chat with the model through the flow, a served flow, or the endpoint."""
 
-    DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")
     HELP = (
         "Ask in the box at the bottom and press ctrl+j to send (Enter adds a line); ↑/↓ on "
         "the first/last line bring back earlier questions. The answer streams in as Markdown, "

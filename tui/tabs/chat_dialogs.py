@@ -30,10 +30,6 @@ def _when(timestamp: float | str | None) -> str:
 class LoadSessionScreen(Modal[str]):
     """Saved sessions, most recent first; returns the chosen session's id."""
 
-    DEFAULT_CSS = """
-    LoadSessionScreen OptionList { max-height: 14; }
-    """
-
     def __init__(self, sessions: list[ChatSessionInfo]) -> None:
         super().__init__()
         self.sessions = sessions

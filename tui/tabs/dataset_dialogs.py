@@ -45,10 +45,6 @@ def parse_prepare(source: str, fraction: str, seed: str) -> PrepareRequest:
 class PrepareScreen(Modal[PrepareRequest]):
     """Where the rows come from and how they are split; writes the project's train/test files."""
 
-    DEFAULT_CSS = """
-    PrepareScreen Grid { grid-size: 2; grid-columns: 16 1fr; height: auto; grid-rows: 1; }
-    PrepareScreen Grid Label { padding-top: 0; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Prepare", id="prepare.submit")
     ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from rich.text import Text
@@ -64,7 +63,6 @@ class Operation:
 class DeploymentsTab(AppTab):
     """Endpoints and deployments of the current backend."""
 
-    DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")
     HELP = (
         "Endpoints and their deployments. Select a row with ↑/↓: an endpoint row shows its "
         "scoring URI, masked key and traffic split, a deployment row its model and serving "

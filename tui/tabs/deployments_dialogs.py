@@ -88,14 +88,6 @@ class DeployScreen(Modal[DeployRequest]):
                 yield Button("Cancel", id="cancel")
                 yield Button("Deploy", id="submit", variant="primary")
 
-    DEFAULT_CSS = """
-    DeployScreen Label { margin-top: 1; }
-    DeployScreen .row { height: auto; }
-    DeployScreen .row Vertical { height: auto; width: 1fr; }
-    DeployScreen .row .narrow { width: 13; }
-    DeployScreen Input { width: 1fr; }
-    """
-
     def on_mount(self) -> None:
         options = self.query_one("#deploy-models", OptionList)
         options.highlighted = 0
@@ -164,9 +156,6 @@ class TrafficScreen(Modal[dict[str, int]]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Apply", id="traffic.submit")
     ]
-    DEFAULT_CSS = """
-    TrafficScreen Label { margin-top: 1; }
-    """
 
     def __init__(self, endpoint: EndpointInfo) -> None:
         super().__init__()

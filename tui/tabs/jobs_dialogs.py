@@ -91,12 +91,6 @@ def build_spec(form: SubmitForm, experiment_name: str) -> JobSpec:
 class SubmitScreen(Modal[JobSpec]):
     """Submit a fine-tuning job; returns a `JobSpec`, or None if the user leaves."""
 
-    DEFAULT_CSS = """
-    SubmitScreen > #box { height: 100%; max-height: 24; }
-    SubmitScreen VerticalScroll { height: 1fr; }
-    SubmitScreen Grid { grid-size: 2; grid-columns: 15 1fr; grid-rows: 1; height: auto; }
-    SubmitScreen Checkbox { border: none; padding: 0; height: 1; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", id="submit.submit")
     ]

@@ -119,16 +119,15 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 80, "green": 20})
         assert backend.endpoint(ENDPOINT).traffic == {"blue": 80, "green": 20}
 
-        # shift: green (the least traffic, so highlighted first) to 50%
+        # shift: ↓ to green's share, 50 (blue takes the rest), Enter
         await select(pilot, tab, None)
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
-        share = app.screen.query_one("#traffic-share")
-        share.value = "50"
+        await pilot.press("down", "5", "0")
         await pilot.pause()
         plan = str(app.screen.query_one("#traffic-plan").render())
         assert "blue 80% → 50%" in plan and "green 20% → 50%" in plan
-        await pilot.press("ctrl+s")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 50, "green": 50}, timeout=60)
 
         # roll back: the split before the shift
@@ -172,7 +171,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await select(pilot, tab, None)
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
-        app.screen.query_one("#traffic-share").value = "0"  # green, highlighted
+        await pilot.press("down", "0")  # green's share; blue takes the rest
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 100, "green": 0}, timeout=60)
         green_pid = backend._endpoints.store.read(ENDPOINT).deployments["green"].process.pid

@@ -13,7 +13,7 @@ from tests.fixtures_tui_tabs import wait_for
 from tui.app import PhiopsApp
 from tui.services import Services
 from tui.tabs.deployments import DeploymentsTab
-from tui.tabs.deployments_dialogs import DeployScreen
+from tui.tabs.deployments_dialogs import DeployScreen, TrafficScreen
 
 
 @pytest.fixture
@@ -62,3 +62,47 @@ async def test_deploy_on_azure_warns_of_charges_then_shows_the_endpoint(
 
         await pilot.press("c")
         await wait_for(pilot, lambda: app.clipboard == key)
+
+
+@pytest.fixture
+def blue_green(azure_deploy: AzureDeploy) -> Services:  # noqa: F811
+    """phi3-endpoint with blue (version 1, 10%) and green (version 2, 90%)."""
+    backend = azure_deploy.backend
+    backend.deploy(backend.register_model("calm_river_1a2b3c"), "phi3-endpoint")
+    backend.deploy(backend.register_model("calm_river_1a2b3c"), "phi3-endpoint", traffic=90)
+    return Services(azure_deploy.config, backend_name="azure", _backend=backend)
+
+
+async def test_the_traffic_dialog_applies_what_is_typed(
+    azure_deploy: AzureDeploy,  # noqa: F811
+    blue_green: Services,
+) -> None:
+    """One share per deployment, opened on the current split (Enter there changes nothing);
+    ↓ to green, 50, Enter: blue and green get 50% each, as the preview said."""
+    app = PhiopsApp(blue_green, initial_tab="deployments", job_poll_seconds=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "deployments" in app.tabs and app.tabs["deployments"].loaded)
+        tab = app.tabs["deployments"]
+        await wait_for(pilot, lambda: app.focused is tab.query_one("#deploy-table"))
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
+        screen = app.screen
+        assert [share.value for share in screen.shares] == ["10", "90"]
+        await pilot.press("enter")  # the split as it is: nothing to apply
+        await wait_for(
+            pilot, lambda: "split already" in str(screen.query_one("#traffic-error").render())
+        )
+        assert isinstance(app.screen, TrafficScreen)
+        await pilot.press("down", *"50")
+        await wait_for(pilot, lambda: [s.value for s in screen.shares] == ["50", "50"])
+        plan = str(screen.query_one("#traffic-plan").render())
+        assert "blue 10% → 50%" in plan and "green 90% → 50%" in plan
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TrafficScreen))
+        await wait_for(
+            pilot,
+            lambda: tab.endpoints and tab.endpoints[0].traffic == {"blue": 50, "green": 50},
+            timeout=60,
+        )
+        assert azure_deploy.backend.endpoint("phi3-endpoint").traffic == {"blue": 50, "green": 50}
+        assert app.focused is tab.query_one("#deploy-table")  # the keyboard is back in the table

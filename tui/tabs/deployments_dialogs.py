@@ -151,85 +151,107 @@ def _model_label(model: ModelVersion) -> str:
 
 
 class TrafficScreen(Modal[dict[str, int]]):
-    """Give one deployment a share; the others scale down. Returns the new split."""
+    """The split, one editable share per deployment, opened on the current split; below,
+    exactly what Apply sends. With two deployments, typing one share sets the other to the
+    rest. ↑/↓ move between the shares, Enter or ctrl+s applies. Returns the new split."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Apply", id="traffic.submit")
+        Binding("ctrl+s", "submit", "Apply", id="traffic.submit"),
+        Binding("down", "move(1)", "Next share", show=False),
+        Binding("up", "move(-1)", "Previous share", show=False),
     ]
 
     def __init__(self, endpoint: EndpointInfo) -> None:
         super().__init__()
         self.endpoint = endpoint
-        self.current = {d.name: endpoint.traffic.get(d.name, 0) for d in endpoint.deployments}
+        self.names = [d.name for d in endpoint.deployments]
+        self.current = {name: endpoint.traffic.get(name, 0) for name in self.names}
         self.plan: dict[str, int] | None = None
 
     def compose(self) -> ComposeResult:
+        width = max(len(name) for name in self.names)
         with Vertical(id="box"):
             yield Static(f"Shift traffic on {self.endpoint.name}", classes="title")
-            yield OptionList(
-                *[
-                    Option(
-                        f"{d.name:<10} {self.current[d.name]:>3}%  {d.model}  {d.state}", id=d.name
+            yield Static("Each deployment's share of the requests, in %:", classes="hint")
+            for index, dep in enumerate(self.endpoint.deployments):
+                with Horizontal(classes="share"):
+                    yield Label(
+                        f"{dep.name:<{width}}  {dep.model}  {dep.state}",
+                        classes="name",
+                        markup=False,
                     )
-                    for d in self.endpoint.deployments
-                ],
-                id="traffic-deployments",
-            )
-            yield Label("Share for the highlighted deployment (%)")
-            yield Input(id="traffic-share", type="integer", max_length=3)
+                    yield Input(
+                        str(self.current[dep.name]),
+                        id=f"share-{index}",
+                        type="integer",
+                        max_length=3,
+                        compact=True,
+                    )
+                    yield Label("%")
             yield Static("", id="traffic-plan")
             yield Static("", id="traffic-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
-                yield Button("Apply", id="submit", variant="primary")
+                yield Button("Apply (ctrl+s)", id="submit", variant="primary")
 
     def on_mount(self) -> None:
-        options = self.query_one("#traffic-deployments", OptionList)
-        # Start on the deployment with the least traffic: the usual one to shift towards.
-        names = list(self.current)
-        options.highlighted = names.index(min(names, key=lambda n: self.current[n]))
-        options.focus()
-
-    @on(OptionList.OptionHighlighted, "#traffic-deployments")
-    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        name = event.option.id or ""
-        share = 100 if self.current.get(name, 0) < 100 else 0
-        self.query_one("#traffic-share", Input).value = str(share)
+        self.shares[0].focus()
         self._update_plan()
 
-    @on(OptionList.OptionSelected, "#traffic-deployments")
-    def _selected(self) -> None:
-        self.query_one("#traffic-share", Input).focus()
+    @property
+    def shares(self) -> list[Input]:
+        return list(self.query(".share Input").results(Input))
 
-    @on(Input.Changed, "#traffic-share")
+    def action_move(self, step: int) -> None:
+        shares = self.shares
+        focused = self.focused
+        index = shares.index(focused) if focused in shares else -step
+        shares[(index + step) % len(shares)].focus()
+
+    @on(Input.Changed, ".share Input")
+    def _share_changed(self, event: Input.Changed) -> None:
+        shares = self.shares
+        if len(shares) == 2 and event.input.has_focus:  # the user's typing: balance the other
+            other = shares[1 - shares.index(event.input)]
+            try:
+                rest = 100 - parse_share(event.value)
+            except ValueError:
+                pass
+            else:
+                with other.prevent(Input.Changed):
+                    other.value = str(rest)
+        self._update_plan()
+
     def _update_plan(self) -> None:
-        from core.bluegreen import shift_traffic
+        from core.bluegreen import validate_traffic
         from core.errors import PhiopsError
 
         plan_view = self.query_one("#traffic-plan", Static)
         error = self.query_one("#traffic-error", Static)
-        options = self.query_one("#traffic-deployments", OptionList)
         self.plan = None
-        if options.highlighted is None:
-            return
-        name = list(self.current)[options.highlighted]
         try:
-            share = parse_share(self.query_one("#traffic-share", Input).value)
-            self.plan = shift_traffic(self.current, name, share)
+            typed = {
+                name: parse_share(share.value)
+                for name, share in zip(self.names, self.shares, strict=True)
+            }
+            self.plan = validate_traffic(typed, self.names)
         except (ValueError, PhiopsError) as problem:
             plan_view.update("")
             say(error, str(problem))
             return
         say(error, "")
-        plan_view.update(
-            "  ".join(
-                f"{dep} {self.current.get(dep, 0)}% → {pct}%" for dep, pct in self.plan.items()
-            )
+        if self.plan == self.current:
+            plan_view.update("Type the new shares; this is the split now.")
+            return
+        changes = ", ".join(
+            f"{name} {self.current[name]}% → {pct}%" for name, pct in self.plan.items()
         )
+        plan_view.update(f"Apply sets: {changes}")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#submit")
     def action_submit(self) -> None:
+        self._update_plan()
         if self.plan is None:
             return
         if self.plan == self.current:

@@ -329,3 +329,94 @@ async def test_a_progress_read_that_fails_says_why(tui_project: Path) -> None:
         await ready(pilot, app)
         await wait_for(pilot, lambda: "Reading the progress failed" in screen_text(app))
         assert "IsADirectoryError" in str(app.query_one("#jobs-progress").render())
+
+
+async def test_a_resumed_job_follows_its_new_log_and_progress(
+    tui_project: Path, log_writer
+) -> None:
+    """After R the job is the same job, running again: its log and chart must move on. They
+    froze (the chart's reader had marked the canceled job as finished, the log stream had
+    ended) until another job was selected."""
+    import json
+
+    from core.local.jobstore import EVENTS
+
+    store = job_store(tui_project)
+    store.root.mkdir(parents=True, exist_ok=True)
+    events = training_events(20, eval_every=100)
+    first = [event for event in events if event.get("step", 0) <= 10]
+    write_job(tui_project, "paused_run_1", JobStatus.CANCELED, log=["step 10"], events=first)
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        chart, log = app.query_one(LossChart), app.query_one("#jobs-log")
+        await wait_for(pilot, lambda: len(chart.loss) == 10 and tab.progress_final)
+        # resumed, as `resume_job` leaves it: the same job Running, the trainer appending
+        record = store.read("paused_run_1")
+        record.status, record.ended_at = JobStatus.RUNNING, None
+        record.runner = log_writer(store.root / "writer.log", rate=1)
+        store.write(record)
+        with store.path("paused_run_1", STD_LOG).open("a", encoding="utf-8") as handle:
+            handle.write("resumed from checkpoint-10\n")
+        with store.path("paused_run_1", EVENTS).open("a", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(event) + "\n" for event in events[len(first) :])
+        await wait_for(pilot, lambda: "resumed from checkpoint-10" in "\n".join(log.lines))
+        await wait_for(pilot, lambda: chart.loss and chart.loss[-1][0] == 20.0)
+        await wait_for(pilot, lambda: "step 20/20" in screen_text(app))
+
+
+async def test_the_log_badge_wrap_end_highlight_and_place(tui_project: Path) -> None:
+    """At 80 columns the log's border says following or paused; w wraps, G goes back to the
+    end, the filter's matches are highlighted, clearing the filter while paused keeps the
+    view where it was, and another job starts scrolled fully left."""
+    long_line = "x" * 60 + " wide " + "y" * 150
+    lines = [f"line {n} loss {n / 100:.2f}" for n in range(300)] + [long_line]
+    write_job(tui_project, "chatty_run_1", JobStatus.COMPLETED, log=lines)
+    write_job(tui_project, "other_run_2", JobStatus.COMPLETED, created=T0 + 60, log=["hello"])
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await pilot.press("down")
+        await wait_for(pilot, lambda: tab.selected == "chatty_run_1")
+        log = tab.log
+        await wait_for(pilot, lambda: log.line_count == 301 and tab.log_ended)
+        assert "● following" in screen_text(app)
+        # wrap: the long line takes rows of the view's width; the view still at the end
+        await pilot.press("w")
+        await wait_for(pilot, lambda: log.line_count > 301)
+        width = log.scrollable_content_region.width
+        assert all(len(row) <= width for row in log.lines) and log.is_vertical_scroll_end
+        await pilot.press("w")
+        await wait_for(pilot, lambda: log.line_count == 301)
+        # pause: the badge says so at 80 columns; G goes back to the end and follows
+        log.focus()
+        await pilot.press("f", "home")
+        await wait_for(pilot, lambda: "⏸ paused" in screen_text(app))
+        await pilot.press("G")
+        await wait_for(pilot, lambda: "● following" in screen_text(app))
+        assert log.is_vertical_scroll_end
+        # paused on line 120, a filter, then none: the view stays where it was (at the
+        # first match, line 250), neither at the end nor at the start
+        await pilot.press("f")
+        log.scroll_to(0, 120, animate=False, immediate=True)
+        await pilot.pause()
+        assert log.lines[int(log.scroll_y)] == "line 120 loss 1.20"
+        await pilot.press("slash", *"loss 2.5")
+        await wait_for(pilot, lambda: log.line_count == 10)  # loss 2.50 … 2.59
+        strip = log.render_line(0)
+        assert any(seg.style and seg.style.bgcolor for seg in strip if "loss 2.5" in seg.text)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: log.line_count == 301)
+        assert log.lines[int(log.scroll_y)] == "line 250 loss 2.50"
+        assert "⏸ paused" in screen_text(app)
+        # scrolled right on the long line, then another job: back at the left edge
+        await pilot.press("G", "end")
+        log.scroll_to(100, None, animate=False, immediate=True)
+        await pilot.pause()
+        assert log.scroll_x > 0
+        tab.focus_default()
+        await pilot.press("up")
+        await wait_for(pilot, lambda: tab.selected == "other_run_2" and log.line_count == 1)
+        assert log.scroll_x == 0

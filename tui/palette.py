@@ -149,6 +149,14 @@ COMMANDS: list[Command] = [
         "jobs.follow",
     ),
     Command("Filter the job log…", "Show only lines with a text", "filter", "jobs", "jobs.filter"),
+    Command(
+        "Follow the end of the job log",
+        "Go to the end and follow it",
+        "follow_end",
+        "jobs",
+        "jobs.end",
+    ),
+    Command("Wrap the job log", "Wrap long lines, or cut them again", "wrap", "jobs", "jobs.wrap"),
     Command("Refresh the jobs", "Read the job list now", "refresh", "jobs", "jobs.refresh"),
     # Deployments
     Command(

@@ -12,7 +12,6 @@ fed from the trainer's progress events (locally) or the run's metrics (Azure).
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -21,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.message import Message
-from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets import DataTable, Input, Static
 
 from tui.logfeed import LogFeed
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
@@ -29,6 +28,7 @@ from tui.streaming import run_stream
 from tui.tabs.base import AppTab
 from tui.tabs.sentences import error_sentence
 from tui.widgets.chart import LossChart
+from tui.widgets.joblog import JobLog
 
 if TYPE_CHECKING:
     from core.backend import JobInfo, JobSpec, LogLine
@@ -100,8 +100,10 @@ class JobsTab(AppTab):
     HELP = """
 The list shows every job of the backend, newest first, with its status (yellow queued,
 cyan running, green completed, red failed, magenta canceled). The selected job's log
-follows its end as it is written; scroll up or press f to pause following, f again to
-resume. / filters the log (Escape clears). The chart draws the training loss (cyan) and
+follows its end as it is written; scroll up or press f to pause (the badge on the log's
+border says which), f or G goes back to the end and follows. w wraps long lines (without
+it → scrolls). / filters the log, matches highlighted (Escape clears; paused, the view
+keeps its place). The chart draws the training loss (cyan) and
 evaluation loss (magenta) by step. s opens the submit form (ctrl+s submits), x cancels
 the selected job after asking (the trainer saves a checkpoint), R resumes a canceled or
 failed job from its checkpoint, m registers a completed job's model (to deploy it).
@@ -112,6 +114,8 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         Binding("x", "cancel", "Cancel job", id="jobs.cancel"),
         Binding("f", "toggle_follow", "Pause/follow", id="jobs.follow"),
         Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("G", "follow_end", "End and follow", show=False, id="jobs.end"),
+        Binding("w", "wrap", "Wrap", show=False, id="jobs.wrap"),
         Binding("R", "resume", "Resume", show=False, id="jobs.resume"),
         Binding("m", "register", "Register model", show=False, id="jobs.register"),
         Binding("r", "refresh", "Refresh", show=False, id="jobs.refresh"),
@@ -159,9 +163,6 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.draft: SubmitForm | None = None  # the form of a submit that failed, kept
         self.generation = 0
         self.feed: LogFeed | None = None
-        self.recent: deque[str] = deque(maxlen=MAX_LINES)
-        self.filter = ""
-        self.following = True
         self.log_ended = False
         self.snapshot: ProgressSnapshot | None = None
         self.events_offset = 0
@@ -178,7 +179,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         yield Static("Loading jobs…", id="jobs-progress", markup=False)
         with Container(id="jobs-body"):
             yield LossChart(id="jobs-chart")
-            yield Log(id="jobs-log", max_lines=MAX_LINES, auto_scroll=True)
+            yield JobLog(id="jobs-log", keep=MAX_LINES)
         yield Input(
             placeholder="filter the log (Enter keeps it, Escape clears)",
             id="jobs-filter",
@@ -198,6 +199,18 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
     def focus_default(self) -> None:
         self.query_one(DataTable).focus()
 
+    @property
+    def log(self) -> JobLog:
+        return self.query_one(JobLog)
+
+    @property
+    def following(self) -> bool:
+        return self.log.following
+
+    @property
+    def filter(self) -> str:
+        return self.log.needle
+
     # -- the list -------------------------------------------------------------------------
 
     def on_jobs_updated(self, message: JobsUpdated) -> None:
@@ -209,6 +222,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
     def show_jobs(self, jobs: list[JobInfo]) -> None:
         table = self.query_one(DataTable)
         before = [job.name for job in self.jobs]
+        was = self.job(self.selected)
         self.jobs = list(jobs)
         if [job.name for job in jobs] == before:
             for job in jobs:  # same rows: update in place, the cursor stays put
@@ -232,6 +246,12 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         elif self.selected not in names:
             table.move_cursor(row=0, animate=False)
             self.select(jobs[0].name)
+        else:
+            now = self.job(self.selected)
+            assert now is not None
+            resumed = was is not None and was.status.is_final and not now.status.is_final
+            if resumed:  # here (R) or elsewhere: follow the new run's log and progress
+                self.select(now.name)
         self._show_progress()
 
     def job(self, name: str | None) -> JobInfo | None:
@@ -250,8 +270,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
 
         self.selected = name
         self.generation += 1
-        self.recent.clear()
-        self.query_one(Log).clear()
+        self.log.reset()
         self.query_one(LossChart).clear("waiting for the first logged step")
         self.snapshot = ProgressSnapshot()
         self.events_offset = 0
@@ -285,10 +304,6 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             text.append(snapshot.describe())
         if self.progress_problem:
             text.append(f"  {self.progress_problem}", style="dim red")
-        state = "⏸ paused (f follows)" if not self.following else "following"
-        text.append(f"  │ log {state}", style="dim")
-        if self.filter:
-            text.append(f" │ filter: {self.filter}", style="bold yellow")
         if self.feed is not None and self.feed.dropped:
             text.append(f" │ {self.feed.dropped:,} older lines skipped", style="dim")
         self.query_one("#jobs-progress", Static).update(text)
@@ -328,28 +343,29 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
     def on_jobs_tab_log_ready(self, message: LogReady) -> None:
         if message.generation != self.generation or self.feed is None:
             return
-        lines = self.feed.drain()
-        self.recent.extend(lines)
-        if self.filter:
-            needle = self.filter.lower()
-            lines = [line for line in lines if needle in line.lower()]
-        if lines:
-            self.query_one(Log).write_lines(lines)
+        self.log.add(self.feed.drain())
 
     def on_jobs_tab_log_ended(self, message: LogEnded) -> None:
         if message.generation != self.generation:
             return
         self.log_ended = True
         if message.error:
-            self.query_one(Log).write_line(f"[phiops] {message.error}")
+            self.log.add([f"[phiops] {message.error}"])
 
     def action_toggle_follow(self) -> None:
-        log = self.query_one(Log)
-        self.following = not self.following
-        log.auto_scroll = self.following
-        if self.following:
-            log.scroll_end(animate=False)
-        self._show_progress()
+        """Pause the log where it is, or go to its end and follow it again."""
+        if self.log.following:
+            self.log.pause()
+        else:
+            self.log.follow()
+
+    def action_follow_end(self) -> None:
+        """G: to the end of the log, following it."""
+        self.log.follow()
+
+    def action_wrap(self) -> None:
+        """w: wrap long lines to the view's width, or cut them again (→ scrolls)."""
+        self.log.toggle_wrap()
 
     def action_filter(self) -> None:
         box = self.query_one("#jobs-filter", Input)
@@ -362,27 +378,21 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
 
     @on(Input.Submitted, "#jobs-filter")
     def _filter_kept(self) -> None:
-        self.query_one(Log).focus()
+        self.log.focus()
         if not self.filter:
             self.query_one("#jobs-filter", Input).display = False
 
     def set_filter(self, text: str) -> None:
-        """Show only the kept lines that contain `text` (any case); '' shows them all."""
-        self.filter = text.strip()
-        log = self.query_one(Log)
-        log.clear()
-        needle = self.filter.lower()
-        log.write_lines([line for line in self.recent if needle in line.lower()])
-        if self.following:
-            log.scroll_end(animate=False)
-        self._show_progress()
+        """Show only the kept lines that contain `text` (any case, highlighted); '' shows
+        them all. Paused, the view keeps its place."""
+        self.log.set_filter(text)
 
     def key_escape(self) -> None:
         box = self.query_one("#jobs-filter", Input)
         if box.display:
             box.value = ""
             box.display = False
-            self.query_one(Log).focus()
+            self.log.focus()
 
     # -- progress and loss ----------------------------------------------------------------
 
@@ -551,6 +561,6 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.generation += 1
         self.jobs = []
         self.query_one(DataTable).clear()
-        self.query_one(Log).clear()
+        self.log.reset()
         self.query_one(LossChart).clear()
         self._say(f"Loading the {message.name} backend's jobs…")

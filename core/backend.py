@@ -152,6 +152,7 @@ class EndpointInfo:
     traffic: dict[str, int] = field(default_factory=dict)
     deployments: list[DeploymentInfo] = field(default_factory=list)
     backend: str = "local"
+    previous_traffic: dict[str, int] | None = None  # the split `rollback` restores, if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

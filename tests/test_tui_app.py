@@ -276,3 +276,32 @@ def test_the_theme_follows_the_terminal() -> None:
     assert pick_theme("", {"TERM": "xterm-256color"}) == DEFAULT_THEME
     assert pick_theme("", {"TERM": "xterm", "COLORTERM": "truecolor"}) == DEFAULT_THEME
     assert pick_theme("ansi", {"TERM": "xterm-256color"}) == ANSI_THEME
+
+
+async def test_a_tab_pane_paints_blank_until_its_tab_is_built(tui_project: Path) -> None:
+    """A pane is empty until its tab is built (at the first frame, or when first shown): it
+    must paint blank, not Textual's placeholder for an empty widget ("TabPane#chat"), which
+    flashed on the first frame and on a tab's first visit."""
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        assert "chat" not in app.tabs
+        assert "TabPane" not in str(app.query_one("TabPane#chat").render())
+
+
+async def test_every_tabs_footer_fits_80_columns(tui_project: Path) -> None:
+    """The footer's keys of each tab, then Help and the palette, all in 80 columns."""
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        for key, tab in zip(
+            "12345", ("resources", "dataset", "jobs", "deployments", "chat"), strict=True
+        ):
+            await pilot.press(key)
+            await wait_for(pilot, lambda tab=tab: tab in app.tabs and app.tabs[tab].is_mounted)
+            await wait_for(
+                pilot,
+                lambda tab=tab: app.focused is not None and app.tabs[tab] in app.focused.ancestors,
+            )
+            footer = screen_text(app).splitlines()[-1]
+            assert "f1 Help" in footer and footer.rstrip().endswith("^p palette"), (tab, footer)

@@ -186,11 +186,14 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 100}, timeout=60)
         assert gone(green_pid)
 
-        # delete the endpoint from its row
+        # delete the endpoint: X (x on its row deletes nothing and says so)
         record = backend._endpoints.store.read(ENDPOINT)
         pids = [record.gateway.pid, *(d.process.pid for d in record.deployments.values())]
         await select(pilot, tab, None)
         await pilot.press("x")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("X")
         await confirm(pilot, app)
         await wait_for(pilot, lambda: traffic(tab) is None and not tab.busy, timeout=60)
         assert ENDPOINT not in [info.name for info in backend.endpoints()]

@@ -106,3 +106,46 @@ async def test_the_traffic_dialog_applies_what_is_typed(
         )
         assert azure_deploy.backend.endpoint("phi3-endpoint").traffic == {"blue": 50, "green": 50}
         assert app.focused is tab.query_one("#deploy-table")  # the keyboard is back in the table
+
+
+async def test_x_rollback_and_following_the_logs(
+    azure_deploy: AzureDeploy,  # noqa: F811
+    blue_green: Services,
+) -> None:
+    """x on an endpoint row deletes nothing (X is the endpoint's key); the rollback dialog
+    shows the split it restores and takes y; l follows the logs, health probes folded."""
+    from tui.screens import ConfirmScreen
+
+    app = PhiopsApp(blue_green, initial_tab="deployments", job_poll_seconds=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "deployments" in app.tabs and app.tabs["deployments"].loaded)
+        tab = app.tabs["deployments"]
+        table = tab.query_one("#deploy-table")
+        await wait_for(pilot, lambda: app.focused is table)
+        assert tab.selection.deployment is None  # the endpoint's row
+        await pilot.press("x")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("X deletes the whole endpoint" in n.message for n in app._notifications)
+        await pilot.press("X")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert azure_deploy.backend.endpoint("phi3-endpoint").traffic  # still there
+
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "Now:      blue 10% / green 90%" in body and "Restores: blue 100%" in body
+        await pilot.press("y")
+        await wait_for(pilot, lambda: tab.endpoints[0].traffic.get("blue") == 100, timeout=60)
+
+        log = azure_deploy.world.deployment_logs[("phi3-endpoint", "blue")]
+        log += ['127.0.0.1 - "GET /readiness HTTP/1.1" 200'] * 12 + ["scored a request"]
+        await pilot.press("l")
+        logs = tab.query_one("#deploy-logs")
+        await wait_for(pilot, lambda: app.focused is logs and "scored a request" in logs.lines)
+        assert "· 12 health probes (readiness/liveness)" in logs.lines
+        assert "following" in str(tab.query_one("#deploy-logs-title").render())
+        log += ["a line written after l"]  # read again within seconds, not at the 30 s refresh
+        await wait_for(pilot, lambda: logs.lines and logs.lines[-1] == "a line written after l")

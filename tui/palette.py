@@ -217,8 +217,8 @@ COMMANDS: list[Command] = [
         "deployments.copy_uri",
     ),
     Command(
-        "Show the deployment logs",
-        "Reload and focus the logs",
+        "Follow the deployment logs",
+        "Read them every 2 s, health probes folded; again stops",
         "show_logs",
         "deployments",
         "deployments.logs",

@@ -34,17 +34,21 @@ from tui.tabs.deployments_widgets import (
     EndpointDetails,
     EndpointTable,
     Selection,
+    fold_probes,
     split_text,
 )
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
     from core.backend import Backend, DeploymentInfo, EndpointInfo, ModelVersion
     from tui.screens import Modal
     from tui.tabs.deployments_dialogs import DeployRequest
 
 REFRESH_SECONDS = {"local": 5.0, "azure": 30.0}  # Azure reads are slow and metered
 LOG_LINES = 200
+LOG_FOLLOW_SECONDS = 2.0
 WIDE = 110  # columns from which the logs sit beside the table instead of under it
 
 ResultT = TypeVar("ResultT")
@@ -66,13 +70,15 @@ class DeploymentsTab(AppTab):
     HELP = (
         "Endpoints and their deployments. Select a row with ↑/↓: an endpoint row shows its "
         "scoring URI, masked key and traffic split, a deployment row its model and serving "
-        "settings; the logs below follow the selection. d deploys a registered model version "
-        "(blue/green: a new deployment takes its share after a smoke test), t shifts traffic, "
-        "b rolls back the last shift, x deletes the selected deployment (once it has no "
-        "traffic) or endpoint, X the endpoint; "
-        "s starts a stopped local endpoint (after `phiops down` or a reboot: the same URI, "
-        "split and keys) or stops a running one; "
-        "c copies the key (never shown), u the scoring URI, l reloads the logs, r refreshes."
+        "settings; the logs follow the selection. d deploys a registered model version "
+        "(blue/green: a new deployment takes its share after a smoke test), t sets the "
+        "traffic split (one share per deployment), b rolls back the last change (the dialog "
+        "shows the split it restores), x deletes the selected deployment (once it has no "
+        "traffic), X the whole endpoint; s starts a stopped local endpoint (after `phiops "
+        "down` or a reboot: the same URI, split and keys) or stops a running one; c copies "
+        "the key (never shown), u the scoring URI, l follows the logs (health probes "
+        "folded; l again stops), r refreshes. Every confirmation takes y, n, or Enter on "
+        "the focused No."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -86,7 +92,7 @@ class DeploymentsTab(AppTab):
         Binding("s", "start_stop", "Start/stop", show=False, id="deployments.start_stop"),
         Binding("c", "copy_key", "Copy key", id="deployments.copy_key"),
         Binding("u", "copy_uri", "Copy URI", show=False, id="deployments.copy_uri"),
-        Binding("l", "show_logs", "Logs", show=False, id="deployments.logs"),
+        Binding("l", "show_logs", "Follow logs", show=False, id="deployments.logs"),
         Binding("r", "refresh", "Refresh", show=False, id="deployments.refresh"),
     ]
 
@@ -149,6 +155,7 @@ class DeploymentsTab(AppTab):
         self.log_source: tuple[str, str, str] | None = None  # (endpoint, deployment, text) shown
         self.loaded = False
         self.load_error = ""
+        self._log_timer: Timer | None = None  # set while `l` follows the logs
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="deploy-main"):
@@ -311,7 +318,8 @@ class DeploymentsTab(AppTab):
             logs.clear()
             self.log_source = None
             return
-        title.update(f"Logs · {selection.endpoint}/{deployment} (l reloads)")
+        state = "following · l stops" if self.following_logs else "l follows"
+        title.update(f"Logs · {selection.endpoint}/{deployment} ({state})")
         self._load_logs(selection.endpoint, deployment)
 
     def _main_deployment(self, endpoint: str) -> str | None:
@@ -335,7 +343,9 @@ class DeploymentsTab(AppTab):
         self.log_source = shown
         logs = self.query_one("#deploy-logs", DeploymentLog)
         logs.clear()
-        logs.write_lines(message.text.splitlines() or ["(no log lines yet)"])
+        logs.write_lines(fold_probes(message.text.splitlines()) or ["(no log lines yet)"])
+        if self.following_logs:
+            logs.scroll_end(animate=False)
 
     def _endpoint(self, name: str) -> EndpointInfo | None:
         return next((info for info in self.endpoints if info.name == name), None)
@@ -545,11 +555,20 @@ class DeploymentsTab(AppTab):
         self.ask_then_run(TrafficScreen(info), shift)
 
     def action_rollback(self) -> None:
-        """Restore the selected endpoint's split from before its last shift."""
+        """Restore the selected endpoint's split from before its last shift; the dialog
+        says which split that is."""
+        from core.bluegreen import rollback_plan
+        from core.errors import PhiopsError
+
         info = self._need_endpoint()
         if info is None:
             return
         endpoint = info.name
+        try:
+            restored = rollback_plan(_serving(info.traffic), _serving(info.previous_traffic))
+        except PhiopsError as error:
+            self.notify(str(error), severity="warning", markup=False)
+            return
 
         def rollback() -> Operation:
             def call(backend: Backend) -> str:
@@ -558,19 +577,18 @@ class DeploymentsTab(AppTab):
             return Operation(f"Rolling back {endpoint}", call)
 
         body = (
-            f"Restore the traffic split {endpoint} had before its last change?\n"
-            f"Now: {split_text(info.traffic) or 'no traffic'}."
+            f"Restore the split {endpoint} had before its last change?\n"
+            f"Now:      {split_text(info.traffic) or 'no traffic'}\n"
+            f"Restores: {split_text(restored)}"
         )
         self.confirm_then_run(f"Roll back {endpoint}", body, "Roll back", rollback)
 
     # deleting
 
     def action_delete_selected(self) -> None:
-        """Delete what the cursor is on: a deployment row or an endpoint row."""
-        if self.selection is not None and self.selection.deployment is None:
-            self.action_delete_endpoint()
-        else:
-            self.action_delete_deployment()
+        """x: delete the selected deployment. Never the endpoint (that takes X): on an
+        endpoint row it says so."""
+        self.action_delete_deployment()
 
     def action_delete_deployment(self) -> None:
         """Delete the selected deployment, once it takes no traffic."""
@@ -579,7 +597,10 @@ class DeploymentsTab(AppTab):
 
         selection = self.selection
         if selection is None or selection.deployment is None:
-            self.notify("Select a deployment row (└ name) to delete it.", markup=False)
+            self.notify(
+                "x deletes a deployment: select its row (└ name). X deletes the whole endpoint.",
+                markup=False,
+            )
             return
         info = self._endpoint(selection.endpoint)
         if info is None:
@@ -710,6 +731,24 @@ class DeploymentsTab(AppTab):
         self.notify(f"Copied {info.scoring_uri}", markup=False)
 
     def action_show_logs(self) -> None:
-        """Reload the selected deployment's recent logs and focus them."""
+        """l: follow the selected deployment's logs (read every LOG_FOLLOW_SECONDS, the view
+        at the end), or stop following. Health-probe lines are folded."""
+        logs = self.query_one("#deploy-logs", DeploymentLog)
+        if self._log_timer is None:
+            self._log_timer = self.set_interval(LOG_FOLLOW_SECONDS, self._show_logs_for_selection)
+            logs.auto_scroll = True
+            logs.focus()
+            logs.scroll_end(animate=False)
+        else:
+            self._log_timer.stop()
+            self._log_timer = None
         self._show_logs_for_selection()
-        self.query_one("#deploy-logs", DeploymentLog).focus()
+
+    @property
+    def following_logs(self) -> bool:
+        return self._log_timer is not None
+
+
+def _serving(split: dict[str, int] | None) -> dict[str, int]:
+    """The deployments of a split that take traffic (a 0% share changes nothing)."""
+    return {name: share for name, share in (split or {}).items() if share}

@@ -6,6 +6,7 @@ the state and the workers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,27 @@ STATE_STYLES = {
     "stopped": "red",
     "canceled": "red",
 }
+
+
+# A health probe's access-log line: uvicorn's `"GET /readiness HTTP/1.1" 200`, Azure's
+# inference server's `GET /liveness 200`; Azure ML and the local supervisor poll these.
+PROBE = re.compile(r'"?(GET|HEAD) /(readiness|liveness|health|)/? (HTTP/[\d.]+"? ?)?\d{3}\b')
+
+
+def fold_probes(lines: list[str]) -> list[str]:
+    """The log with each run of health-probe lines folded into one line that counts them."""
+    folded: list[str] = []
+    run = 0
+    for line in [*lines, None]:
+        if line is not None and PROBE.search(line):
+            run += 1
+            continue
+        if run:
+            folded.append(f"· {run} health probe{'s' if run > 1 else ''} (readiness/liveness)")
+            run = 0
+        if line is not None:
+            folded.append(line)
+    return folded
 
 
 def state_text(state: str) -> Text:

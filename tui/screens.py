@@ -41,8 +41,8 @@ def say(widget: Static, text: str) -> None:
 class Modal(ModalScreen[ResultT]):
     """A centred box (`#box`) that fits 80×24; Escape dismisses with `CANCELLED`.
 
-    Children use the classes `title`, `hint`, `warning`, `error` (hidden while empty: set
-    it with `say`) and `buttons` (a right-aligned row)."""
+    Children use the classes `title`, `hint`, `warning`, `error` and `note` (these two
+    hidden while empty: set them with `say`) and `buttons` (a right-aligned row)."""
 
     CANCELLED: ClassVar[object] = None
 
@@ -125,6 +125,7 @@ class AskScreen(Modal[ResultT]):
             yield self.make_input()
             if self.hint:
                 yield Static(self.hint, classes="hint", markup=False)
+            yield Static("", id="ask-note", classes="note", markup=False)
             yield Static("", id="ask-error", classes="error")
 
     def make_input(self) -> Input:

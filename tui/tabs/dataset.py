@@ -222,6 +222,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                     yield OptionList(id="ds-findings")
 
     def on_mount(self) -> None:
+        self._findings_placeholder()
         self._set_side_title()
         self.set_interval(2.0, self._refresh_index)
         self._open_default()
@@ -265,8 +266,16 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self.query_one("#ds-status", Static).update(f"Opening {self._shown(path)}…")
         self.query_one("#ds-conversation-text", Static).update("")
         self.query_one("#ds-stats-text", Static).update("Press v to validate the whole file.")
-        self.query_one("#ds-findings", OptionList).clear_options()
+        self._findings_placeholder()
         self._open(path, old, self.generation)
+
+    def _findings_placeholder(self) -> None:
+        """Before validation the problems list says how to fill it (it was just empty)."""
+        findings = self.query_one("#ds-findings", OptionList)
+        findings.clear_options()
+        findings.add_option(
+            Option("Not checked yet: press v to validate the whole file.", disabled=True)
+        )
 
     @work(
         thread=True,
@@ -334,13 +343,14 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         return shown(path, self.config.project_dir)
 
     def action_open(self) -> None:
-        from tui.screens import AskScreen
+        from tui.tabs.dataset_dialogs import PathScreen
 
         start = self._shown(self.path) if self.path else self.config.train_data_path
-        screen = AskScreen(
+        screen = PathScreen(
             "Open a JSONL file",
             start,
-            hint="A path, relative to the project folder or absolute.",
+            base=self.config.project_dir,
+            hint="A path, relative to the project folder or absolute; Tab completes it.",
             check=self._check_path,
             suggestions=[self.config.train_data_path, self.config.test_data_path],
         )

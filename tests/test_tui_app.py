@@ -305,3 +305,35 @@ async def test_every_tabs_footer_fits_80_columns(tui_project: Path) -> None:
             )
             footer = screen_text(app).splitlines()[-1]
             assert "f1 Help" in footer and footer.rstrip().endswith("^p palette"), (tab, footer)
+
+
+async def test_the_keys_keep_working_while_the_terminal_is_not_focused(tui_project: Path) -> None:
+    """tmux (and most terminals) tell the app when its window loses focus. Textual then
+    dropped the keyboard: the footer fell to "f1 Help q Quit" and every key of the tab was
+    dead until Tab — for keys sent to a pane that is not the focused one (tmux send-keys, a
+    paste), and after coming back. The tab keeps the keyboard, and shift+tab cannot strand
+    it on the tab strip either."""
+    from textual import events
+    from textual.widgets import DataTable
+
+    write_job(tui_project, "first_run_1", JobStatus.COMPLETED, log=["done"])
+    write_job(tui_project, "second_run_2", JobStatus.COMPLETED, created=time.time(), log=["x"])
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab = app.tabs["jobs"]
+        table = tab.query_one(DataTable)
+        await wait_for(pilot, lambda: app.focused is table and table.row_count == 2)
+        app.post_message(events.AppFocus())  # as a terminal reports it: focused, then not
+        await pilot.pause(0.2)
+        app.post_message(events.AppBlur())
+        await pilot.pause(0.2)
+        assert app.focused is table
+        assert "s Submit" in screen_text(app).splitlines()[-1]
+        await pilot.press("down")
+        await wait_for(pilot, lambda: tab.selected == "first_run_1")
+        app.post_message(events.AppFocus())
+        await pilot.pause(0.2)
+        assert app.focused is table
+        await pilot.press("shift+tab")
+        assert app.focused is not None and tab in app.focused.ancestors

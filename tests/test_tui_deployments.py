@@ -19,6 +19,7 @@ from tui.screens import ConfirmScreen
 from tui.services import Services
 from tui.tabs.deployments import DeploymentsTab
 from tui.tabs.deployments_dialogs import DeployScreen, TrafficScreen
+from tui.tabs.deployments_widgets import Selection
 
 pytestmark = pytest.mark.slow
 
@@ -229,3 +230,43 @@ async def test_the_chat_tab_answers_through_the_local_endpoint(
             assert not list(tab.query(ErrorView)), screen_text(app)
             answer = list(tab.query(AnswerView))[-1]
             assert answer.markdown.source.strip() and route in answer.meta
+
+
+async def test_the_keys_keep_working_after_stop_and_start(deploy_project) -> None:
+    """In the real app (tab strip, footer and all): s stops the endpoint after y, s starts
+    it again; then, without Tab, the keyboard is still in the table — the footer shows the
+    tab's keys, ↓ moves the cursor and c copies the key. (The footer used to drop to
+    "f1 Help q Quit" and every key of the tab was dead until Tab was pressed.)"""
+    from tests.fixtures_tui import make_app
+
+    folder, backend, versions = deploy_project
+    backend.deploy(versions[0], ENDPOINT)
+    key = backend.endpoint_keys(ENDPOINT).primary
+    app = make_app(folder, tab="deployments")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(
+                pilot, lambda: "deployments" in app.tabs and app.tabs["deployments"].loaded
+            )
+            tab = app.tabs["deployments"]
+            table = tab.query_one("#deploy-table")
+            await wait_for(pilot, lambda: app.focused is table and state(tab) == "Succeeded")
+            while tab.selection != Selection(ENDPOINT):
+                await pilot.press("down")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not tab.busy and state(tab) == "Stopped", timeout=60)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: tab.busy.startswith("Starting"))
+            await wait_for(pilot, lambda: not tab.busy, timeout=DEPLOY_TIMEOUT)
+            await wait_for(pilot, lambda: state(tab) == "Succeeded")
+            await pilot.pause(1.5)  # past every focus restore after the dialog
+            assert app.focused is table, app.focused
+            assert "d Deploy" in screen_text(app).splitlines()[-1]
+            await pilot.press("down")
+            await wait_for(pilot, lambda: tab.selection == Selection(ENDPOINT, "blue"))
+            await pilot.press("c")
+            await wait_for(pilot, lambda: app.clipboard == key)
+    finally:
+        backend.delete_endpoint(ENDPOINT)

@@ -142,9 +142,12 @@ async def test_x_rollback_and_following_the_logs(
 
         log = azure_deploy.world.deployment_logs[("phi3-endpoint", "blue")]
         log += ['127.0.0.1 - "GET /readiness HTTP/1.1" 200'] * 12 + ["scored a request"]
+        title = tab.query_one("#deploy-logs-title")
+        unmarked = title.styles.background
         await pilot.press("l")
         logs = tab.query_one("#deploy-logs")
         await wait_for(pilot, lambda: app.focused is logs and "scored a request" in logs.lines)
+        await wait_for(pilot, lambda: title.styles.background != unmarked)  # the pane marked
         assert "· 12 health probes (readiness/liveness)" in logs.lines
         assert "following" in str(tab.query_one("#deploy-logs-title").render())
         log += ["a line written after l"]  # read again within seconds, not at the 30 s refresh

@@ -17,6 +17,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets._tabbed_content import ContentTabs
 
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
 from tui.palette import PhiopsCommands
@@ -77,13 +78,22 @@ class AppHeader(Static):
 
 
 class Tabs(TabbedContent):
-    """TabbedContent that a stale focus cannot switch back.
+    """TabbedContent whose strip never holds the keyboard, and that a stale focus cannot
+    switch back.
+
+    The strip is not focusable: tabs switch with 1–5 (or a click, or the palette). A focused
+    strip took none of the tab's keys, so wherever Textual parked the focus there — the
+    first focusable widget when a dialog closes with nothing focused, shift+tab — the footer
+    fell to "f1 Help q Quit" and the tab's keys were dead until Tab.
 
     When the terminal reports that it got the focus back (tmux and most terminals send
     focus events), Textual refocuses the widget that had the focus before, even if its tab
     has been hidden since; TabbedContent would then show that tab again, under the user's
     key press. A focus arriving from a hidden pane is ignored and the shown tab keeps it.
     """
+
+    def on_mount(self) -> None:
+        self.query_one(ContentTabs).can_focus = False
 
     def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
         if event.tab_pane.id != self.active and not event.tab_pane.display:

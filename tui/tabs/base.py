@@ -7,6 +7,7 @@ shown. The base gives each the same footing:
   (`Services.current`);
 - `focus_default()`: where the keyboard goes when the tab is shown, and where it comes back
   to when it went nowhere (`tui.tabs.focus.keep_focus`, on show and on a descendant's blur);
+  the pane holding the focus (a container with the class `pane`) gets the class `-focused`;
 - `open_dialog(screen, then)`: push a `tui.screens.Modal` and put the keyboard back where
   it was once it closes;
 - `worker_failed(group, sentence)`: the one handler for a worker that raised. Workers
@@ -65,6 +66,17 @@ class AppTab(Vertical):
 
     def on_descendant_blur(self) -> None:
         keep_focus(self)
+        self.call_after_refresh(self._mark_panes)
+
+    def on_descendant_focus(self) -> None:
+        self._mark_panes()
+
+    def _mark_panes(self) -> None:
+        """The pane (a container with the class `pane`) holding the focus gets `-focused`,
+        so the tab's CSS can mark it: the keys go to what is marked."""
+        focused = self.app.focused
+        for pane in self.query(".pane"):
+            pane.set_class(focused is not None and pane in focused.ancestors, "-focused")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is not WorkerState.ERROR or event.worker.error is None:

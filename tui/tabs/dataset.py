@@ -212,7 +212,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             with Vertical(id="ds-table-box"):
                 yield Static("", id="ds-header")
                 yield RowTable(id="ds-table")
-            with Vertical(id="ds-side"):
+            with Vertical(id="ds-side", classes="pane"):
                 yield Static("", id="ds-side-title", markup=False)
                 with ContentSwitcher(initial="ds-conversation", id="ds-switcher"):
                     with VerticalScroll(id="ds-conversation"):

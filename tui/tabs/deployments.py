@@ -159,10 +159,10 @@ class DeploymentsTab(AppTab):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="deploy-main"):
-            with Vertical(id="deploy-left"):
+            with Vertical(id="deploy-left", classes="pane"):
                 yield EndpointTable(id="deploy-table")
                 yield EndpointDetails("Loading endpoints…", id="deploy-details")
-            with Vertical(id="deploy-logs-pane"):
+            with Vertical(id="deploy-logs-pane", classes="pane"):
                 yield Static("Logs", id="deploy-logs-title")
                 yield DeploymentLog(id="deploy-logs", max_lines=2000, auto_scroll=True)
         yield Static("", id="deploy-status")

@@ -72,6 +72,7 @@ class JobInfo:
     run_id: str = ""
     studio_url: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    spec: JobSpec | None = None  # what it was submitted with, where the backend keeps it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

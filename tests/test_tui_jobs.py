@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Log
 
 from core.backend import JobStatus
 from core.local.jobstore import STD_LOG
+from tests.fixtures_deploy_azure import azure_deploy  # noqa: F401
 from tests.fixtures_tui import (
     T0,
     job_store,
@@ -420,3 +421,128 @@ async def test_the_log_badge_wrap_end_highlight_and_place(tui_project: Path) -> 
         await pilot.press("up")
         await wait_for(pilot, lambda: tab.selected == "other_run_2" and log.line_count == 1)
         assert log.scroll_x == 0
+
+
+def test_the_submit_form_from_a_jobs_settings_and_its_default_base_model(tmp_path: Path) -> None:
+    from core.backend import JobInfo, JobSpec
+    from tui.tabs.jobs_dialogs import build_spec, default_base_model, form_from_spec, local_models
+
+    spec = JobSpec(
+        "data/train.jsonl",
+        "data/test.jsonl",
+        "models/tiny",
+        ["--epochs", "3", "--lora", "--learning-rate", "1e-4", "--seed", "7"],
+        display_name="again",
+        experiment_name="phi3-finetune",
+    )
+    form = form_from_spec(spec)
+    assert (form.epochs, form.learning_rate, form.lora, form.extra) == (
+        "3",
+        "1e-4",
+        True,
+        "--seed 7",
+    )
+    again = build_spec(form, "phi3-finetune")
+    assert sorted(again.trainer_args) == sorted(spec.trainer_args)
+    assert (again.base_model, again.train_file, again.display_name) == (
+        "models/tiny",
+        "data/train.jsonl",
+        "again",
+    )
+
+    older = JobInfo("a", JobStatus.COMPLETED, created_at=1.0, spec=JobSpec("t", "e", "old/model"))
+    newer = JobInfo("b", JobStatus.FAILED, created_at=2.0, spec=JobSpec("t", "e", "new/model"))
+    assert default_base_model("set/in/toml", [older, newer], ["models/x"]) == "set/in/toml"
+    assert default_base_model(None, [older, newer], ["models/x"]) == "new/model"
+    assert default_base_model(None, [], ["models/x"]) == "models/x"
+    assert default_base_model(None, [], []) == ""
+
+    for folder in (tmp_path / "models" / "tiny", tmp_path / ".phiops" / "models" / "base"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / "tokenizer.json").write_text("{}")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text("{}")  # no tokenizer: not a model
+    assert local_models(tmp_path, tmp_path / ".phiops") == [".phiops/models/base", "models/tiny"]
+
+
+async def test_the_submit_form_offers_what_works_offline(tui_project: Path, log_writer) -> None:
+    """No base model in phiops.toml: the form opens on the one the newest job used (not the
+    hub id it cannot reach offline) and offers the project's model folders; S opens it with
+    the selected job's settings; its checkboxes read [x] / [ ] in any colours; a queued job
+    says what it waits for."""
+    from textual.widgets import Input
+
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    model = tui_project / "models" / "tiny"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "tokenizer_config.json").write_text("{}")
+    store = job_store(tui_project)
+    (store.folder("running_one") / "user_logs").mkdir(parents=True)
+    runner = log_writer(store.path("running_one", STD_LOG), rate=5)
+    write_job(tui_project, "running_one", JobStatus.RUNNING, runner=runner, created=T0)
+    record = store.read("running_one")
+    record.base_model, record.train_file, record.eval_file = (
+        str(model),
+        "data/a.jsonl",
+        "data/b.jsonl",
+    )
+    record.trainer_args = ["--epochs", "2", "--lora"]
+    store.write(record)
+    write_job(tui_project, "waiting_one", JobStatus.QUEUED, created=T0 + 60)
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await wait_for(pilot, lambda: tab.selected == "waiting_one")
+        await wait_for(pilot, lambda: "waits for running_one to end" in screen_text(app))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        field = app.screen.query_one
+        assert field("#submit-base_model", Input).value == str(model)
+        assert "models/tiny" in screen_text(app)  # offered in the hint
+        assert "[ ] LoRA" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SubmitScreen))
+        await pilot.press("down")
+        await wait_for(pilot, lambda: tab.selected == "running_one")
+        await pilot.press("S")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        field = app.screen.query_one
+        assert field("#submit-train_file", Input).value == "data/a.jsonl"
+        assert field("#submit-epochs", Input).value == "2"
+        assert "[x] LoRA" in screen_text(app)
+
+
+async def test_registering_a_jobs_model_twice_asks_first(azure_deploy) -> None:  # noqa: F811
+    """m on a completed job registers its model; m again says the registry has it already
+    and registers another version only after yes (the Azure stand-ins' real registry)."""
+    from tui.app import PhiopsApp
+    from tui.screens import ConfirmScreen
+    from tui.services import Services
+
+    backend = azure_deploy.backend
+    services = Services(azure_deploy.config, backend_name="azure", _backend=backend)
+    app = PhiopsApp(services, initial_tab="jobs", job_poll_seconds=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await wait_for(pilot, lambda: tab.selected == "calm_river_1a2b3c", timeout=60)
+        await pilot.press("m")
+        await wait_for(
+            pilot, lambda: any("Registered" in n for n in notifications(app)), timeout=60
+        )
+        assert [m.job_name for m in backend.models()] == ["calm_river_1a2b3c"]
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=60)
+        assert ":1" in str(app.screen.query_one("#confirm-body").render())
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.5)
+        assert len(backend.models()) == 1
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=60)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(backend.models()) == 2, timeout=60)

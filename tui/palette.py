@@ -135,6 +135,13 @@ COMMANDS: list[Command] = [
         "jobs.resume",
     ),
     Command(
+        "Submit the selected job again…",
+        "The form filled with that job's settings",
+        "resubmit",
+        "jobs",
+        "jobs.resubmit",
+    ),
+    Command(
         "Register the selected job's model",
         "Put a completed job's model in the registry, ready to deploy",
         "register",

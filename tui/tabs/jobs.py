@@ -104,9 +104,12 @@ follows its end as it is written; scroll up or press f to pause (the badge on th
 border says which), f or G goes back to the end and follows. w wraps long lines (without
 it → scrolls). / filters the log, matches highlighted (Escape clears; paused, the view
 keeps its place). The chart draws the training loss (cyan) and
-evaluation loss (magenta) by step. s opens the submit form (ctrl+s submits), x cancels
+evaluation loss (magenta) by step. s opens the submit form (ctrl+s submits; it opens on
+the configured or last-used base model and offers the project's model folders), S opens it
+filled with the selected job's settings, x cancels
 the selected job after asking (the trainer saves a checkpoint), R resumes a canceled or
-failed job from its checkpoint, m registers a completed job's model (to deploy it).
+failed job from its checkpoint, m registers a completed job's model (to deploy it; a second
+time it asks first). A queued job's line says what it waits for.
 """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -117,6 +120,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         Binding("G", "follow_end", "End and follow", show=False, id="jobs.end"),
         Binding("w", "wrap", "Wrap", show=False, id="jobs.wrap"),
         Binding("R", "resume", "Resume", show=False, id="jobs.resume"),
+        Binding("S", "resubmit", "Submit again", show=False, id="jobs.resubmit"),
         Binding("m", "register", "Register model", show=False, id="jobs.register"),
         Binding("r", "refresh", "Refresh", show=False, id="jobs.refresh"),
     ]
@@ -141,6 +145,20 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             super().__init__()
             self.generation, self.events, self.offset = generation, events, offset
             self.points, self.whole = points, whole
+
+    class FormReady(Message, bubble=False):
+        """The project's model folders were listed: the submit form can open."""
+
+        def __init__(self, form: SubmitForm | None, models: list[str], title: str) -> None:
+            super().__init__()
+            self.form, self.models, self.title = form, models, title
+
+    class Registered(Message, bubble=False):
+        """The registry's versions made from `job` (empty: none yet)."""
+
+        def __init__(self, job: str, versions: list[str]) -> None:
+            super().__init__()
+            self.job, self.versions = job, versions
 
     class Done(Message, bubble=False):
         """An operation finished: a sentence, its severity, and a job to select, if any."""
@@ -298,6 +316,8 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         snapshot = self.snapshot
         if job.status.is_final and job.error:
             text.append(job.error.splitlines()[-1])
+        elif str(job.status) in ("Queued", "NotStarted"):
+            text.append(self._waits_for(job))
         elif snapshot is not None and snapshot.phase in ("failed", "interrupted"):
             text.append(snapshot.message or snapshot.phase)
         elif snapshot is not None and (snapshot.phase or snapshot.step is not None):
@@ -307,6 +327,17 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         if self.feed is not None and self.feed.dropped:
             text.append(f" │ {self.feed.dropped:,} older lines skipped", style="dim")
         self.query_one("#jobs-progress", Static).update(text)
+
+    def _waits_for(self, job: JobInfo) -> str:
+        """What a queued job waits for, in a few words."""
+        if job.backend == "azure":
+            return f"waiting for a node of {self.services.config.compute_name} (it may scale up)"
+        running = [other.name for other in self.jobs if str(other.status) == "Running"]
+        if str(job.status) == "NotStarted":
+            return "starting"
+        if running:
+            return f"waits for {running[0]} to end (local jobs run one at a time)"
+        return "waits for its turn (local jobs run one at a time)"
 
     # -- the log --------------------------------------------------------------------------
 
@@ -448,15 +479,54 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             poll()
 
     def action_submit(self) -> None:
-        from tui.tabs.jobs_dialogs import SubmitForm, SubmitScreen
+        """The submit form: what was typed last if that job was refused, else the project's
+        files and the base model that can work (`default_base_model`)."""
+        self._open_form(self.draft, "Submit a fine-tuning job")
+
+    def action_resubmit(self) -> None:
+        """The submit form filled with the selected job's own settings, to run it again."""
+        from tui.tabs.jobs_dialogs import form_from_spec
+
+        job = self.job(self.selected)
+        if job is None:
+            self.notify("No job is selected.", severity="warning")
+            return
+        if job.spec is None or not job.spec.base_model:
+            self.notify(f"The {job.backend} backend did not keep how {job.name} was submitted.")
+            return
+        self._open_form(form_from_spec(job.spec), f"Submit {job.name} again")
+
+    def _open_form(self, form: SubmitForm | None, title: str) -> None:
+        self._say("Looking for model folders…")
+        self._find_models(form, title)
+
+    @work(thread=True, group="jobs-form", exclusive=True, exit_on_error=False)
+    def _find_models(self, form: SubmitForm | None, title: str) -> None:
+        from tui.tabs.jobs_dialogs import local_models
 
         config = self.services.config
-        form = self.draft or SubmitForm(
+        models = local_models(config.project_dir, config.store_path)
+        self.post_message(self.FormReady(form, models, title))
+
+    def on_jobs_tab_form_ready(self, message: FormReady) -> None:
+        from tui.tabs.jobs_dialogs import SubmitForm, SubmitScreen, default_base_model
+
+        config = self.services.config
+        configured = config.base_model if "base_model" in config.sources else None
+        form = message.form or SubmitForm(
             train_file=config.train_data_path,
             eval_file=config.test_data_path,
-            base_model=config.base_model,
+            base_model=default_base_model(configured, self.jobs, message.models)
+            or config.base_model,
         )
-        screen = SubmitScreen(form, config.experiment_name, self.backend_name)
+        self._show_progress()
+        screen = SubmitScreen(
+            form,
+            config.experiment_name,
+            self.backend_name,
+            models=message.models,
+            title=message.title,
+        )
         self.open_dialog(screen, lambda spec: self._submit(spec, screen.form))
 
     def _submit(self, spec: JobSpec | None, form: SubmitForm) -> None:
@@ -514,15 +584,40 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.post_message(self.Done(f"{name} is {job.status} again.", select=name))
 
     def action_register(self) -> None:
-        """Register the selected completed job's model, for the Deployments tab to deploy."""
+        """Register the selected completed job's model, for the Deployments tab to deploy;
+        if the registry already holds a version from this job, ask first."""
         job = self.job(self.selected)
         if job is None:
             return
         if str(job.status) != "Completed":
             self.notify(f"{job.name} is {job.status}; only a completed job has a model.")
             return
-        self.notify(f"Registering the model of {job.name}…")
-        self._run_register(job.name)
+        self._check_registered(job.name)
+
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Reading the registry")
+    def _check_registered(self, name: str) -> None:
+        versions = [m.ref for m in self.services.backend().models() if m.job_name == name]
+        self.post_message(self.Registered(name, versions))
+
+    def on_jobs_tab_registered(self, message: Registered) -> None:
+        from tui.screens import ConfirmScreen
+
+        name = message.job
+        if not message.versions:
+            self._register(name)
+            return
+        screen = ConfirmScreen(
+            f"Register {name}'s model again?",
+            f"The registry already has it as {', '.join(message.versions)}; another version "
+            "would be the same weights under a new number.",
+            yes="Register again",
+            no="Keep one",
+        )
+        self.open_dialog(screen, lambda yes: yes and self._register(name))
+
+    def _register(self, name: str) -> None:
+        self.notify(f"Registering the model of {name}…")
+        self._run_register(name)
 
     @work(thread=True, group="jobs-ops", exit_on_error=False, name="Registering the model")
     def _run_register(self, name: str) -> None:
@@ -532,7 +627,10 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         )
 
     def worker_failed(self, group: str, sentence: str) -> None:
-        if group == "jobs-progress":
+        if group == "jobs-form":
+            self._show_progress()
+            super().worker_failed(group, sentence)
+        elif group == "jobs-progress":
             self.reading_progress = False  # the next tick tries again; the line says why
             self.progress_problem = sentence
             self._show_progress()

@@ -26,6 +26,8 @@ from tui.tabs import TABS
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
+    from textual.widget import Widget
+
     from core.backend import JobInfo, JobStatus
     from tui.palette import Command
     from tui.services import BackendName
@@ -260,7 +262,20 @@ class PhiopsApp(App[None]):
             (then if node is self else first).append(entry)
         keys = first + then
         about = getattr(tab, "HELP", "") or ""
-        self.push_screen(HelpScreen(keys, about))
+        before = self.focused
+        self.push_screen(HelpScreen(keys, about), lambda _: self._refocus(before))
+
+    def _refocus(self, before: Widget | None) -> None:
+        """Back from help: the keyboard where it was (the box, the conversation, a table),
+        once the screen under it is shown again."""
+
+        def restore() -> None:
+            if before is not None and before.is_attached and before.focusable:
+                before.focus()
+            elif self.tabbed.active:
+                self._focus_tab(self.tabbed.active)
+
+        self.call_after_refresh(restore)
 
     # -- backend --------------------------------------------------------------------------
 

@@ -257,6 +257,13 @@ COMMANDS: list[Command] = [
         "chat.copy",
     ),
     Command(
+        "Trim the chat history",
+        "Go on in a new chat that keeps only the last exchange",
+        "trim_history",
+        "chat",
+        "chat.trim",
+    ),
+    Command(
         "Focus the question box",
         "Put the keyboard in the box",
         "focus_input",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -39,6 +40,7 @@ from tui.tabs.sentences import as_sentence
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from textual.timer import Timer
     from textual.widgets._markdown import MarkdownStream
 
     from core.chat.sessions import ChatSessionInfo, Turn
@@ -49,6 +51,8 @@ ROUTES = [
     ("Direct endpoint", "direct"),
 ]
 DEFAULT_SERVED_URL = "http://127.0.0.1:8080"
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPIN_SECONDS = 0.25
 
 
 def check_params(temperature: str, max_tokens: str) -> tuple[float, int]:
@@ -74,6 +78,21 @@ def check_params(temperature: str, max_tokens: str) -> tuple[float, int]:
 
 def answer_meta(latency_s: float, tokens: int, tokens_per_s: float, route: str) -> str:
     return f"{latency_s:.2f} s · {tokens} tokens · {tokens_per_s:.1f} tok/s · {route}"
+
+
+def answer_problem(answer: str, tokens: int, max_tokens: int) -> str:
+    """Why an answer that arrived is not a good one, in a sentence ("" when it is)."""
+    if not answer.strip():
+        return (
+            "The model answered nothing: the conversation may fill its context window (the "
+            "prompt leaves no room to answer). ctrl+t trims the history to the last exchange."
+        )
+    if tokens >= max_tokens:
+        return (
+            f"The answer stopped at the max tokens limit ({max_tokens}): raise max, or ask it "
+            "to go on."
+        )
+    return ""
 
 
 def stored_meta(meta: dict[str, Any] | None, route: str) -> str:
@@ -146,6 +165,15 @@ class ErrorView(Static):
         self.message = message
 
 
+class NoticeView(Static):
+    """An answer that came but is not a good one (empty, cut off): what happened, and what
+    to do about it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Text.assemble(("! ", "bold"), message), classes="chat-notice")
+        self.message = message
+
+
 class ChatTab(AppTab):
     """Chat with the model through the flow, a served flow, or the endpoint."""
 
@@ -157,8 +185,10 @@ class ChatTab(AppTab):
         "endpoint directly. Esc stops an answer; ctrl+n starts a new chat, ctrl+o loads a "
         "saved one, ctrl+s exports this one (.md or .jsonl), ctrl+r copies the last answer. "
         "With no answer coming, Esc leaves the box for the conversation (↑/↓ scroll, 1…5 "
-        "switch tabs, ctrl+l comes back). "
-        "A failed answer is shown here and your question returns to the box."
+        "switch tabs, ctrl+l comes back). While an answer is awaited the status line spins "
+        "and counts the seconds. A failed answer is shown here and your question returns to "
+        "the box; an empty answer (the context window may be full) or one cut at max tokens "
+        "is said so, and ctrl+t goes on in a new chat keeping only the last exchange."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -168,6 +198,7 @@ class ChatTab(AppTab):
         Binding("ctrl+o", "load_session", "Load", id="chat.load"),
         Binding("ctrl+s", "export_session", "Export", id="chat.export"),
         Binding("ctrl+r", "copy_answer", "Copy answer", id="chat.copy"),
+        Binding("ctrl+t", "trim_history", "Trim history", show=False, id="chat.trim"),
         Binding("ctrl+l", "focus_input", "Input", show=False, id="chat.input"),
     ]
 
@@ -198,15 +229,17 @@ class ChatTab(AppTab):
             self.stopped = stopped
 
     class SessionsListed(Message, bubble=False):
-        def __init__(self, sessions: list[ChatSessionInfo]) -> None:
+        def __init__(self, sessions: list[ChatSessionInfo], turns: dict[str, int]) -> None:
             super().__init__()
             self.sessions = sessions
+            self.turns = turns  # session id -> how many turns it holds
 
     class SessionLoaded(Message, bubble=False):
-        def __init__(self, info: ChatSessionInfo, turns: list[Turn]) -> None:
+        def __init__(self, info: ChatSessionInfo, turns: list[Turn], trimmed: bool = False) -> None:
             super().__init__()
             self.info = info
             self.turns = turns
+            self.trimmed = trimmed  # a new chat holding the last exchange of the one shown
 
     class Exported(Message, bubble=False):
         def __init__(self, path: str, exists: bool = False) -> None:
@@ -247,6 +280,10 @@ class ChatTab(AppTab):
         self.streamed = ""
         self._service: Any = None  # core.chat.service.ChatService, built by a worker
         self.serving = False  # a flow server is being started
+        self.max_tokens = 0  # of the question being answered
+        self._asked_at = 0.0  # when it was sent (monotonic), for the spinner's seconds
+        self._spinner: Timer | None = None
+        self._stopping = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-settings"):
@@ -378,6 +415,15 @@ class ChatTab(AppTab):
             "direct": f"endpoint {self.services.config.endpoint_name}",
         }[self.route]
 
+    def _spin(self) -> None:
+        """While an answer is awaited: a spinner and the seconds since the question left."""
+        if self._stopping:
+            return
+        elapsed = time.monotonic() - self._asked_at
+        frame = SPINNER[int(elapsed / SPIN_SECONDS) % len(SPINNER)]
+        pieces = f", {len(self.streamed.split())} words so far" if self.streamed else ""
+        self._status(f"{frame} Answering via {self.route}… {elapsed:.0f} s{pieces}  (Esc stops)")
+
     def _status(self, text: str, style: str = "") -> None:
         self.query_one("#chat-status", Static).update(Text(text, style=style))
 
@@ -418,7 +464,10 @@ class ChatTab(AppTab):
         self.history_pos = None
         box.clear()
         self._show_question(question)
-        self._status(f"Answering via {self.route}…")
+        self.max_tokens = max_tokens
+        self._asked_at = time.monotonic()
+        self._spin()
+        self._spinner = self.set_interval(SPIN_SECONDS, self._spin)
         self.add_class("-asking")
         self._ask(
             self.session.id if self.session else None,
@@ -538,11 +587,17 @@ class ChatTab(AppTab):
                 await view.markdown.update(message.answer)
             meta = answer_meta(message.latency_s, message.tokens, message.tokens_per_s, self.route)
             view.set_meta(meta)
+        problem = answer_problem(message.answer, message.tokens, self.max_tokens)
+        self._finish()
+        if problem:
+            await self._conversation().mount(NoticeView(problem))
+            self._conversation().anchor()
+            self._status(problem.split(":")[0] + ".", "yellow")
+        else:
             self._status(
                 f"Answered in {message.latency_s:.2f} s ({message.tokens_per_s:.1f} tok/s)."
             )
         self.last_answer = message.answer
-        self._finish()
 
     @on(Failed)
     async def _failed(self, message: Failed) -> None:
@@ -570,6 +625,10 @@ class ChatTab(AppTab):
         self.asking = None
         self.answer_view = None
         self.remove_class("-asking")
+        self._stopping = False
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
 
     def action_stop(self) -> None:
         """Stop the answer being streamed (what came so far stays on screen); with none,
@@ -580,6 +639,7 @@ class ChatTab(AppTab):
         for worker in self.workers:
             if worker.group == "chat-ask":
                 worker.cancel()
+        self._stopping = True
         self._status("Stopping…", "yellow")
 
     # -- input history ----------------------------------------------------------------
@@ -646,7 +706,10 @@ class ChatTab(AppTab):
     def _list_sessions(self) -> None:
         from core.chat.sessions import SessionStore
 
-        self.post_message(self.SessionsListed(SessionStore().list()))
+        store = SessionStore()
+        sessions = store.list()
+        counts = {info.id: len(store.turns(info.id)) for info in sessions}
+        self.post_message(self.SessionsListed(sessions, counts))
 
     @on(SessionsListed)
     def _sessions_listed(self, message: SessionsListed) -> None:
@@ -656,7 +719,7 @@ class ChatTab(AppTab):
             self._status("No saved chats yet.", "yellow")
             return
         sessions = sorted(message.sessions, key=lambda s: s.updated_at, reverse=True)
-        self.open_dialog(LoadSessionScreen(sessions), self._session_chosen)
+        self.open_dialog(LoadSessionScreen(sessions, message.turns), self._session_chosen)
 
     def _session_chosen(self, session_id: str | None) -> None:
         if session_id:
@@ -703,8 +766,44 @@ class ChatTab(AppTab):
         if message.info.route in {value for _, value in ROUTES}:
             self.query_one("#chat-route", Select).value = message.info.route
         self._show_session()
-        self._status(f"Loaded {len(message.turns)} turns; answers come from {self._route_words()}.")
+        if message.trimmed:
+            self._status("History trimmed: the next question carries only the last exchange.")
+        else:
+            self._status(
+                f"Loaded {len(message.turns)} turns; answers come from {self._route_words()}."
+            )
         self.focus_default()
+
+    def action_trim_history(self) -> None:
+        """Go on in a new chat that keeps only the last answered exchange, for a
+        conversation that fills the model's context window (the old chat stays saved)."""
+        if self.asking is not None:
+            self._status("Still answering: press Esc to stop it first.", "yellow")
+            return
+        if self.session is None:
+            self._status("Nothing to trim yet.", "yellow")
+            return
+        self._trim(self.session)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-store",
+        name="Trimming the history",
+    )
+    def _trim(self, session: ChatSessionInfo) -> None:
+        from core.chat.sessions import SessionStore, history_pairs
+
+        store = SessionStore()
+        answered = [pair for pair in history_pairs(store.turns(session.id)) if pair[1].strip()]
+        info = store.create(title=session.title, route=session.route)
+        for question, answer in answered[-1:]:
+            store.add_turn(info.id, "user", question, {"route": session.route})
+            store.add_turn(info.id, "assistant", answer, {"route": session.route})
+        self.post_message(
+            self.SessionLoaded(store.get(info.id), store.turns(info.id), trimmed=True)
+        )
 
     def action_export_session(self) -> None:
         """Write this chat to a Markdown (.md) or JSON lines (.jsonl) file."""

@@ -27,12 +27,18 @@ def _when(timestamp: float | str | None) -> str:
     return str(timestamp or "")[:16].replace("T", " ")
 
 
-class LoadSessionScreen(Modal[str]):
-    """Saved sessions, most recent first; returns the chosen session's id."""
+def _count(turns: int) -> str:
+    return f"{turns:>3} turn{'s' if turns != 1 else ' '}"
 
-    def __init__(self, sessions: list[ChatSessionInfo]) -> None:
+
+class LoadSessionScreen(Modal[str]):
+    """Saved sessions, most recent first, with their date and number of turns; returns the
+    chosen session's id."""
+
+    def __init__(self, sessions: list[ChatSessionInfo], turns: dict[str, int]) -> None:
         super().__init__()
         self.sessions = sessions
+        self.turns = turns
 
     def compose(self) -> ComposeResult:
         with Vertical(id="box"):
@@ -40,7 +46,8 @@ class LoadSessionScreen(Modal[str]):
             yield OptionList(
                 *[
                     Option(
-                        f"{_when(info.updated_at)}  {info.route:<6}  {info.title or '(untitled)'}",
+                        f"{_when(info.updated_at)}  {_count(self.turns.get(info.id, 0))}  "
+                        f"{info.route:<6}  {info.title or '(untitled)'}",
                         id=info.id,
                     )
                     for info in self.sessions

@@ -258,7 +258,7 @@ class PhiopsApp(App[None]):
             if (binding.action, binding.description) in seen:
                 continue
             seen.add((binding.action, binding.description))
-            entry = (self.get_key_display(binding), binding.description)
+            entry = (self.get_key_display(binding), binding.description, binding.id or "")
             (then if node is self else first).append(entry)
         keys = first + then
         about = getattr(tab, "HELP", "") or ""

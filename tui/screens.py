@@ -148,7 +148,8 @@ class AskScreen(Modal[ResultT]):
 
 
 class HelpScreen(Modal[None]):
-    """F1 / ?: the keys of the place you are in, then the app's, then what the tab does."""
+    """F1 / ?: the keys of the place you are in, then the app's (each with the id that
+    `[tui] keymap` rebinds), then what the tab does."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "cancel", "Close", id="help.close"),
@@ -156,15 +157,18 @@ class HelpScreen(Modal[None]):
         Binding("q", "cancel", "Close", show=False),
     ]
 
-    def __init__(self, keys: list[tuple[str, str]], about: str) -> None:
+    def __init__(self, keys: list[tuple[str, str, str]], about: str) -> None:
         super().__init__()
         self.keys, self.about = keys, about
 
     def compose(self) -> ComposeResult:
         text = Text()
-        for key, description in self.keys:
+        for key, description, binding_id in self.keys:
             text.append(f"{key:>14}", style="bold")
-            text.append(f"  {description}\n")
+            text.append(f"  {description}")
+            if binding_id:  # what `[tui] keymap` in phiops.toml rebinds
+                text.append(f"  {binding_id}", style="dim")
+            text.append("\n")
         if self.about:
             text.append("\n" + self.about.strip() + "\n")
         with Vertical(id="box"):

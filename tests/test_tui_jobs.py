@@ -546,3 +546,30 @@ async def test_registering_a_jobs_model_twice_asks_first(azure_deploy) -> None: 
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=60)
         await pilot.press("y")
         await wait_for(pilot, lambda: len(backend.models()) == 2, timeout=60)
+
+
+async def test_a_dialog_that_comes_after_the_user_left_the_tab_waits_there(
+    azure_deploy,  # noqa: F811
+) -> None:
+    """m, then 4 before the registry answered: the Jobs tab's question must not cover the
+    Deployments tab (whose keys would answer it); it waits and opens when Jobs is back."""
+    from tui.app import PhiopsApp
+    from tui.screens import ConfirmScreen
+    from tui.services import Services
+
+    backend = azure_deploy.backend
+    backend.register_model("calm_river_1a2b3c")
+    services = Services(azure_deploy.config, backend_name="azure", _backend=backend)
+    app = PhiopsApp(services, initial_tab="jobs", job_poll_seconds=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await wait_for(pilot, lambda: tab.selected == "calm_river_1a2b3c", timeout=60)
+        app.action_show_tab("deployments")
+        await wait_for(pilot, lambda: not tab.shown)
+        tab.post_message(JobsTab.Registered("calm_river_1a2b3c", ["phi3-finetuned:1"]))
+        await wait_for(pilot, lambda: any("waits in the Jobs tab" in n for n in notifications(app)))
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "again" in app.screen.title_text

@@ -45,6 +45,7 @@ class Modal(ModalScreen[ResultT]):
     hidden while empty: set them with `say`) and `buttons` (a right-aligned row)."""
 
     CANCELLED: ClassVar[object] = None
+    title_text: str = ""  # what the box's title says
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),

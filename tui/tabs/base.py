@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from tui.tabs.focus import keep_focus, open_dialog
@@ -41,6 +42,7 @@ class AppTab(Vertical):
     `Tab`: CSS type selectors match base classes, and Textual's own `Tab` rules would.)"""
 
     HELP: ClassVar[str] = ""
+    _waiting_dialog: tuple[Modal[Any], Callable[[Any], Any]] | None = None
 
     @property
     def services(self) -> Services:
@@ -58,11 +60,32 @@ class AppTab(Vertical):
                 return
 
     def open_dialog(self, screen: Modal[ResultT], then: Callable[[ResultT], Any]) -> None:
-        """Show `screen`; run `then(result)` once it closes, the keyboard back where it was."""
+        """Show `screen`; run `then(result)` once it closes, the keyboard back where it was.
+
+        A dialog that a worker's answer opens may come after the user moved to another tab
+        (the registry read behind `m` can take seconds): it then waits for this tab to be
+        shown again instead of covering the other tab, whose keys would answer it."""
+        if not self.shown:
+            self._waiting_dialog = (screen, then)
+            tab = self.__class__.__name__.removesuffix("Tab")
+            self.notify(
+                f"“{screen.title_text or 'A question'}” waits in the {tab} tab.",
+                title=tab,
+                markup=False,
+            )
+            return
         open_dialog(self, screen, then)
+
+    @property
+    def shown(self) -> bool:
+        """The tab is the one on screen (its pane is not switched away)."""
+        return all(node.display for node in self.ancestors_with_self if isinstance(node, Widget))
 
     def on_show(self) -> None:
         keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
+        waiting, self._waiting_dialog = self._waiting_dialog, None
+        if waiting is not None:
+            self.call_after_refresh(self.open_dialog, *waiting)
 
     def on_descendant_blur(self) -> None:
         keep_focus(self)

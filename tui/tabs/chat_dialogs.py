@@ -37,12 +37,13 @@ class LoadSessionScreen(Modal[str]):
 
     def __init__(self, sessions: list[ChatSessionInfo], turns: dict[str, int]) -> None:
         super().__init__()
+        self.title_text = "Load a chat session"
         self.sessions = sessions
         self.turns = turns
 
     def compose(self) -> ComposeResult:
         with Vertical(id="box"):
-            yield Static("Load a chat session", classes="title")
+            yield Static(self.title_text, classes="title")
             yield OptionList(
                 *[
                     Option(

@@ -57,6 +57,7 @@ class DeployScreen(Modal[DeployRequest]):
         deployment: str = "",
     ) -> None:
         super().__init__()
+        self.title_text = "Deploy a model version"
         self.default_deployment = deployment  # the config's fixed name, if it has one
         self.models = models
         self.endpoints = {info.name: info for info in endpoints}
@@ -65,7 +66,7 @@ class DeployScreen(Modal[DeployRequest]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="box"):
-            yield Static("Deploy a model version", classes="title")
+            yield Static(self.title_text, classes="title")
             yield OptionList(
                 *[Option(_model_label(model), id=model.ref) for model in self.models],
                 id="deploy-models",

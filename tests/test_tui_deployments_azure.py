@@ -133,6 +133,13 @@ async def test_x_rollback_and_following_the_logs(
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert azure_deploy.backend.endpoint("phi3-endpoint").traffic  # still there
 
+        tab.busy = "Deploying phi3-finetuned:3"  # while an operation runs, nothing is asked
+        await pilot.press("b")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("Wait: Deploying" in n.message for n in app._notifications)
+        tab.busy = ""
+
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         body = str(app.screen.query_one("#confirm-body").render())

@@ -377,10 +377,16 @@ class DeploymentsTab(AppTab):
     # asks something (`ask_then_run`), and the answer becomes an `Operation` that
     # `run_operation` runs in a worker, one at a time, its progress in the status line.
 
-    def run_operation(self, operation: Operation) -> None:
-        """Run `operation` in a worker unless another one runs (then say which)."""
+    def _still_busy(self) -> bool:
+        """True (and a toast saying what runs) while an operation runs: one at a time, and
+        no question asked that could not be acted on."""
         if self.busy:
             self.notify(f"Wait: {self.busy} is still running.", severity="warning", markup=False)
+        return bool(self.busy)
+
+    def run_operation(self, operation: Operation) -> None:
+        """Run `operation` in a worker unless another one runs (then say which)."""
+        if self._still_busy():
             return
         self.busy = operation.doing
         self._status(f"{operation.doing}…")
@@ -400,7 +406,10 @@ class DeploymentsTab(AppTab):
     def ask_then_run(
         self, screen: Modal[ResultT], operation: Callable[[ResultT], Operation | None]
     ) -> None:
-        """Open `screen`; an answer (not None, not "no") becomes the operation to run."""
+        """Open `screen`; an answer (not None, not "no") becomes the operation to run. While
+        another operation runs, nothing is asked."""
+        if self._still_busy():
+            return
 
         def answered(result: ResultT) -> None:
             if result is None or result is False:
@@ -460,8 +469,7 @@ class DeploymentsTab(AppTab):
 
     def action_deploy(self) -> None:
         """Pick a registered model version and deploy it (blue/green on an existing endpoint)."""
-        if self.busy:
-            self.notify(f"Wait: {self.busy} is still running.", severity="warning", markup=False)
+        if self._still_busy():
             return
         self._status("Listing model versions…")
         self._load_models()

@@ -592,6 +592,7 @@ time it asks first). A queued job's line says what it waits for.
         if str(job.status) != "Completed":
             self.notify(f"{job.name} is {job.status}; only a completed job has a model.")
             return
+        self._say(f"Looking for a model of {job.name} in the registry…")
         self._check_registered(job.name)
 
     @work(thread=True, group="jobs-ops", exit_on_error=False, name="Reading the registry")
@@ -603,6 +604,7 @@ time it asks first). A queued job's line says what it waits for.
         from tui.screens import ConfirmScreen
 
         name = message.job
+        self._show_progress()
         if not message.versions:
             self._register(name)
             return

@@ -254,6 +254,7 @@ async def test_an_empty_or_cut_answer_says_why_and_the_history_can_be_trimmed(
         Reply(sse=["Lima", "."], delay_s=1.5),
         Reply(json=[""]),
         Reply(sse=["one ", "two ", "three ", "four "]),
+        Reply(json=[""]),
     ]
     with ScriptedEndpoint(script=script) as ep:
         endpoint_env(monkeypatch, ep)
@@ -293,6 +294,14 @@ async def test_an_empty_or_cut_answer_says_why_and_the_history_can_be_trimmed(
             rows = app.screen.query_one("#load-sessions")
             prompts = [str(rows.get_option_at_index(i).prompt) for i in range(rows.option_count)]
             assert any("  2 turns" in p for p in prompts) and any("  6 turns" in p for p in prompts)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, LoadSessionScreen))
+            await pilot.press("ctrl+n")  # a chat whose only answer is empty: nothing to keep
+            await ask(pilot, tab, "Hello?")
+            kept = tab.session.id
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: "Nothing to keep" in str(status.render()))
+            assert tab.session.id == kept
 
 
 async def test_escape_from_help_gives_the_keyboard_back(tui_project: Path) -> None:

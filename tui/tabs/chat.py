@@ -797,6 +797,11 @@ class ChatTab(AppTab):
 
         store = SessionStore()
         answered = [pair for pair in history_pairs(store.turns(session.id)) if pair[1].strip()]
+        if not answered:  # a new chat holding nothing is ctrl+n's
+            self.post_message(
+                self.Problem("Nothing to keep: no question here has an answer; ctrl+n starts anew.")
+            )
+            return
         info = store.create(title=session.title, route=session.route)
         for question, answer in answered[-1:]:
             store.add_turn(info.id, "user", question, {"route": session.route})

@@ -72,6 +72,7 @@ class JobInfo:
     run_id: str = ""
     studio_url: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    spec: JobSpec | None = None  # what it was submitted with, where the backend keeps it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -153,6 +154,7 @@ class EndpointInfo:
     deployments: list[DeploymentInfo] = field(default_factory=list)
     backend: str = "local"
     deployed: str = ""  # set by `deploy`: the deployment that call created
+    previous_traffic: dict[str, int] | None = None  # the split `rollback` restores, if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,8 +41,35 @@ def _field(
     minimum: int | None = None,
     host: bool = False,
 ) -> Any:
-    metadata = {"section": section, "help": help, "choices": choices, "minimum": minimum}
-    return field(default=default, metadata={**metadata, "host": host})
+    metadata = {
+        "section": section,
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "host": host,
+    }
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def default_of(spec: dataclasses.Field) -> Any:
+    """A setting's default value (a fresh one for a table such as `keymap`)."""
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
+
+
+def parse_table(text: str) -> dict[str, str]:
+    """A table setting given as text (`PHIOPS_KEYMAP`, `config set`): `a=x; b=y,z`."""
+    table = {}
+    for item in text.split(";"):
+        if item.strip():
+            key, equals, value = item.partition("=")
+            if not equals or not key.strip() or not value.strip():
+                raise ValueError(f"{item.strip()!r} is not NAME=VALUE")
+            table[key.strip()] = value.strip()
+    return table
 
 
 @dataclass
@@ -84,6 +111,11 @@ class Config:
 
     host: str = _field("127.0.0.1", "local", "address local servers bind to", host=True)
     store_dir: str = _field(STORE_DIRNAME, "local", "local store (runs, models, endpoints)")
+
+    theme: str = _field("", "tui", "terminal app theme, e.g. ansi-dark (empty: follow TERM)")
+    keymap: dict[str, str] = _field(  # noqa: RUF009 (_field gives a table a default_factory)
+        {}, "tui", "terminal app keys: binding id = keys, e.g. deployments.deploy = 'D'"
+    )
 
     path: Path = field(default_factory=find_config_path, metadata={"internal": True})
     sources: dict[str, str] = field(default_factory=dict, metadata={"internal": True})
@@ -147,7 +179,20 @@ def _spec(key: str) -> dataclasses.Field:
 def coerce(key: str, value: Any, *, where: str) -> Any:
     """Check and convert one value; `where` says where it came from, for the message."""
     spec = _spec(key)
-    kind = type(spec.default)
+    kind = type(default_of(spec))
+    if kind is dict:
+        if isinstance(value, str):
+            try:
+                value = parse_table(value)
+            except ValueError as error:
+                raise ConfigError(
+                    f"{where}: '{key}' must be a table of NAME = VALUE ({error})"
+                ) from None
+        if not isinstance(value, dict) or not all(
+            isinstance(name, str) and isinstance(item, str) for name, item in value.items()
+        ):
+            raise ConfigError(f"{where}: '{key}' must be a table of NAME = \"VALUE\" strings")
+        return dict(value)
     if kind is int:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: '{key}' must be a whole number, not {value!r}")

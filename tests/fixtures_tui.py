@@ -55,15 +55,17 @@ def tui_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     time.tzset()
 
 
-def make_app(project: Path, *, tab: str = "resources", poll: float = 0.3):
-    """The real app on `project`, polling jobs often so tests see changes quickly."""
+def make_app(
+    project: Path, *, tab: str = "resources", poll: float = 0.3, backend: str | None = None
+):
+    """The real app on `project` (`backend` as `phiops tui --backend` gives it), polling
+    jobs often so tests see changes quickly."""
     from core.config import load_config
     from tui.app import PhiopsApp
     from tui.services import Services
 
-    return PhiopsApp(
-        Services(load_config(project / "phiops.toml")), initial_tab=tab, job_poll_seconds=poll
-    )
+    services = Services(load_config(project / "phiops.toml"), backend_name=backend)
+    return PhiopsApp(services, initial_tab=tab, job_poll_seconds=poll)
 
 
 async def wait_for(pilot, condition: Callable[[], object], timeout: float = HANG) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App, ComposeResult
 from textual.message import Message
@@ -17,11 +18,14 @@ from textual.widget import Widget
 from textual.widgets import Footer
 
 from tests.helpers import HANG
+from tui.app import STYLESHEETS
 from tui.services import Services
 
 
 class TabHarness(App):
-    """One tab and a footer; records every message the tab handles."""
+    """One tab and a footer, styled as in the app; records every message the tab handles."""
+
+    CSS_PATH: ClassVar = STYLESHEETS
 
     def __init__(self, tab: type[Widget], services: Services) -> None:
         super().__init__()

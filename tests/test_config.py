@@ -158,3 +158,23 @@ def test_config_set_takes_a_negative_number_on_the_command_line(project: Path) -
     taken = run_phiops("config", "set", "experiment_name", "-island-", cwd=project)
     assert taken.returncode == 0, taken.stderr
     assert read_file_values(project / "phiops.toml")["experiment_name"] == "-island-"
+
+
+def test_the_tui_table_holds_a_theme_and_a_keymap(project: Path) -> None:
+    """`[tui]`: `theme` and `keymap` (binding id -> keys), also as `PHIOPS_KEYMAP="a=x; b=y"`
+    and `config set keymap`; a keymap that is not a table of strings is refused."""
+    path = project / "phiops.toml"
+    path.write_text(
+        '[tui]\ntheme = "ansi-dark"\nkeymap = { "deployments.deploy" = "D" }\n', encoding="utf-8"
+    )
+    config = load_config(path, env={})
+    assert (config.theme, config.keymap) == ("ansi-dark", {"deployments.deploy": "D"})
+    env = {"PHIOPS_KEYMAP": "app.quit=ctrl+q; jobs.submit=S,ctrl+s"}
+    assert load_config(path, env=env).keymap == {"app.quit": "ctrl+q", "jobs.submit": "S,ctrl+s"}
+    set_value(path, "keymap", "jobs.cancel=C")
+    assert load_config(path, env={}).keymap == {"jobs.cancel": "C"}
+    assert load_config(path, env={}).theme == "ansi-dark"  # the rest of [tui] kept
+    path.write_text("[tui]\nkeymap = { jobs = 1 }\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 2: 'keymap' must be a table"):
+        load_config(path, env={})
+    assert load_config(project / "elsewhere.toml", env={}).keymap == {}

@@ -115,44 +115,22 @@ def test_phiops_tui_help_and_bare_phiops_without_a_terminal(tui_project: Path) -
 async def test_the_palette_offers_every_action_and_runs_it(tui_project: Path) -> None:
     from textual.command import CommandPalette
 
+    from tui.palette import COMMANDS, available
     from tui.tabs.jobs_dialogs import SubmitScreen
 
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
-        titles = [title for title, _, _ in app.palette_commands()]
-        for wanted in (
-            "Prepare data…",
-            "Submit a fine-tuning job…",
-            "Cancel the selected job",
-            "Deploy a model…",
-            "Shift traffic…",
-            "Roll back",
-            "Delete the endpoint…",
-            "Serve the flow",
-            "New chat",
-            "Switch backend to azure",
-        ):
-            assert wanted in titles
-        # every tab action the palette names exists on its tab
-        for tab_id, action in (
-            ("dataset", "prepare"),
-            ("dataset", "open"),
-            ("dataset", "validate"),
-            ("jobs", "submit"),
-            ("jobs", "cancel"),
-            ("jobs", "resume"),
-            ("jobs", "register"),
-            ("deployments", "deploy"),
-            ("deployments", "shift_traffic"),
-            ("deployments", "rollback"),
-            ("deployments", "delete_endpoint"),
-            ("chat", "serve_flow"),
-            ("chat", "new_chat"),
-            ("resources", "recheck"),
-        ):
-            widget = app.build_tab(tab_id)
-            assert callable(getattr(widget, f"action_{action}", None)), (tab_id, action)
+        offered = {command.title: key for command, key in available(app)}
+        assert offered["Submit a fine-tuning job…"] == "s"
+        assert offered["Deploy a model…"] == "d" and offered["Delete the endpoint…"] == "X"
+        assert offered["Send the question"] == "^j" and offered["Show Jobs"] == "3"
+        assert "Switch backend to azure" in offered and "Switch backend to local" not in offered
+        # every tab action the palette names exists on its tab (or the app)
+        for command in COMMANDS:
+            owner = app.build_tab(command.tab) if command.tab else app
+            name = command.action.split("(")[0]
+            assert callable(getattr(owner, f"action_{name}", None)), command
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"submit a fine")
@@ -162,6 +140,51 @@ async def test_the_palette_offers_every_action_and_runs_it(tui_project: Path) ->
         assert app.query_one("#tabs").active == "jobs"
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, SubmitScreen))
+
+
+def test_the_palette_lists_every_key_of_the_app_and_its_tabs() -> None:
+    """Each binding with a description (shown in the footer or not) has a palette command
+    that shows its key: the palette is where every key can be found."""
+    from tui.palette import COMMANDS, bindings_of
+    from tui.tabs import TABS
+
+    listed = {(command.tab, command.key) for command in COMMANDS}
+    missing = [
+        (tab, binding.id)
+        for tab in ["", *(tab_id for tab_id, _, _ in TABS)]
+        for binding in bindings_of(tab)
+        if binding.description and binding.id != "app.help2" and (tab, binding.id) not in listed
+    ]
+    assert missing == []
+
+
+async def test_the_tui_table_rebinds_keys_and_picks_the_theme(
+    tui_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[tui] keymap` and `theme` in phiops.toml: the new key works (the old one no longer),
+    the palette and the footer show it, and an id that names no binding is reported."""
+    from tui.palette import available
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    (tui_project / "phiops.toml").write_text(
+        '[project]\nbackend = "local"\n[tui]\ntheme = "ansi-dark"\n'
+        '[tui.keymap]\n"jobs.submit" = "S"\n"jobs.nothing" = "z"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.delenv("PHIOPS_THEME")  # the fixture's; it would override the file's
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        assert app.theme == "ansi-dark"
+        await wait_for(pilot, lambda: any("jobs.nothing" in n for n in notifications(app)))
+        offered = {command.title: key for command, key in available(app)}
+        assert offered["Submit a fine-tuning job…"] == "S"
+        await wait_for(pilot, lambda: "S Submit" in screen_text(app).splitlines()[-1])
+        await pilot.press("s")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, SubmitScreen)
+        await pilot.press("S")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
 
 
 async def test_f1_and_question_mark_show_the_keys_of_the_tab(tui_project: Path) -> None:
@@ -248,8 +271,69 @@ async def test_switching_backend_reloads_header_and_tabs(
 def test_the_theme_follows_the_terminal() -> None:
     from tui.app import ANSI_THEME, DEFAULT_THEME, pick_theme
 
-    assert pick_theme({"TERM": "xterm"}) == ANSI_THEME
-    assert pick_theme({"TERM": "linux"}) == ANSI_THEME
-    assert pick_theme({"TERM": "xterm-256color"}) == DEFAULT_THEME
-    assert pick_theme({"TERM": "xterm", "COLORTERM": "truecolor"}) == DEFAULT_THEME
-    assert pick_theme({"TERM": "xterm-256color", "PHIOPS_THEME": "ansi"}) == ANSI_THEME
+    assert pick_theme("", {"TERM": "xterm"}) == ANSI_THEME
+    assert pick_theme("", {"TERM": "linux"}) == ANSI_THEME
+    assert pick_theme("", {"TERM": "xterm-256color"}) == DEFAULT_THEME
+    assert pick_theme("", {"TERM": "xterm", "COLORTERM": "truecolor"}) == DEFAULT_THEME
+    assert pick_theme("ansi", {"TERM": "xterm-256color"}) == ANSI_THEME
+
+
+async def test_a_tab_pane_paints_blank_until_its_tab_is_built(tui_project: Path) -> None:
+    """A pane is empty until its tab is built (at the first frame, or when first shown): it
+    must paint blank, not Textual's placeholder for an empty widget ("TabPane#chat"), which
+    flashed on the first frame and on a tab's first visit."""
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        assert "chat" not in app.tabs
+        assert "TabPane" not in str(app.query_one("TabPane#chat").render())
+
+
+async def test_every_tabs_footer_fits_80_columns(tui_project: Path) -> None:
+    """The footer's keys of each tab, then Help and the palette, all in 80 columns."""
+    app = make_app(tui_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        for key, tab in zip(
+            "12345", ("resources", "dataset", "jobs", "deployments", "chat"), strict=True
+        ):
+            await pilot.press(key)
+            await wait_for(pilot, lambda tab=tab: tab in app.tabs and app.tabs[tab].is_mounted)
+            await wait_for(
+                pilot,
+                lambda tab=tab: app.focused is not None and app.tabs[tab] in app.focused.ancestors,
+            )
+            footer = screen_text(app).splitlines()[-1]
+            assert "f1 Help" in footer and footer.rstrip().endswith("^p palette"), (tab, footer)
+
+
+async def test_the_keys_keep_working_while_the_terminal_is_not_focused(tui_project: Path) -> None:
+    """tmux (and most terminals) tell the app when its window loses focus. Textual then
+    dropped the keyboard: the footer fell to "f1 Help q Quit" and every key of the tab was
+    dead until Tab — for keys sent to a pane that is not the focused one (tmux send-keys, a
+    paste), and after coming back. The tab keeps the keyboard, and shift+tab cannot strand
+    it on the tab strip either."""
+    from textual import events
+    from textual.widgets import DataTable
+
+    write_job(tui_project, "first_run_1", JobStatus.COMPLETED, log=["done"])
+    write_job(tui_project, "second_run_2", JobStatus.COMPLETED, created=time.time(), log=["x"])
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab = app.tabs["jobs"]
+        table = tab.query_one(DataTable)
+        await wait_for(pilot, lambda: app.focused is table and table.row_count == 2)
+        app.post_message(events.AppFocus())  # as a terminal reports it: focused, then not
+        await pilot.pause(0.2)
+        app.post_message(events.AppBlur())
+        await pilot.pause(0.2)
+        assert app.focused is table
+        assert "s Submit" in screen_text(app).splitlines()[-1]
+        await pilot.press("down")
+        await wait_for(pilot, lambda: tab.selected == "first_run_1")
+        app.post_message(events.AppFocus())
+        await pilot.pause(0.2)
+        assert app.focused is table
+        await pilot.press("shift+tab")
+        assert app.focused is not None and tab in app.focused.ancestors

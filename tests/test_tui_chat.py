@@ -240,3 +240,85 @@ async def test_in_the_app_keys_the_app_binds_still_type_into_the_question(
             assert app.focused is tab.query_one("#chat-conversation")
             await pilot.press("4")
             await wait_for(pilot, lambda: app.query_one("#tabs").active == "deployments")
+
+
+async def test_an_empty_or_cut_answer_says_why_and_the_history_can_be_trimmed(
+    chat_home: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty answer, or one stopped by max tokens, is not "answered in … 0 tokens": the
+    conversation says why; ctrl+t goes on in a new chat holding the last good exchange;
+    while waiting, the status line spins and counts seconds; the load list shows turns."""
+    from tui.tabs.chat import NoticeView
+
+    script = [
+        Reply(sse=["Lima", "."], delay_s=1.5),
+        Reply(json=[""]),
+        Reply(sse=["one ", "two ", "three ", "four "]),
+        Reply(json=[""]),
+    ]
+    with ScriptedEndpoint(script=script) as ep:
+        endpoint_env(monkeypatch, ep)
+        app = TabHarness(ChatTab, services_for(project))
+        async with app.run_test(size=(80, 24)) as pilot:
+            tab = app.query_one(ChatTab)
+            tab.query_one("#chat-route").value = "direct"
+            tab.query_one(PromptInput).load_text("Capital of Peru?")
+            await pilot.press("ctrl+j")
+            status = tab.query_one("#chat-status")
+            await wait_for(pilot, lambda: " 1 s" in str(status.render()))
+            assert str(status.render())[0] in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+            await wait_for(pilot, lambda: tab.asking is None)
+            assert not tab.query(NoticeView)
+
+            await ask(pilot, tab, "And of Chile?")
+            (notice,) = tab.query(NoticeView)
+            assert "answered nothing" in notice.message and "ctrl+t" in notice.message
+            assert "Answered in" not in str(status.render())
+
+            tab.query_one("#chat-max-tokens").value = "4"
+            await ask(pilot, tab, "Count")
+            assert "max tokens limit (4)" in tab.query(NoticeView)[-1].message
+
+            first = tab.session.id
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: tab.session is not None and tab.session.id != first)
+            turns = SessionStore().turns(tab.session.id)
+            assert [(t.role, t.content) for t in turns] == [
+                ("user", "Count"),
+                ("assistant", "one two three four "),
+            ]
+            assert [q.question for q in tab.query(QuestionView)] == ["Count"]
+
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, LoadSessionScreen))
+            rows = app.screen.query_one("#load-sessions")
+            prompts = [str(rows.get_option_at_index(i).prompt) for i in range(rows.option_count)]
+            assert any("  2 turns" in p for p in prompts) and any("  6 turns" in p for p in prompts)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, LoadSessionScreen))
+            await pilot.press("ctrl+n")  # a chat whose only answer is empty: nothing to keep
+            await ask(pilot, tab, "Hello?")
+            kept = tab.session.id
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: "Nothing to keep" in str(status.render()))
+            assert tab.session.id == kept
+
+
+async def test_escape_from_help_gives_the_keyboard_back(tui_project: Path) -> None:
+    from tests.fixtures_tui import make_app, ready
+    from tui.screens import HelpScreen
+
+    app = make_app(tui_project, tab="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab = app.tabs["chat"]
+        conversation = tab.query_one("#chat-conversation")
+        await wait_for(pilot, lambda: app.focused is tab.query_one(PromptInput))
+        await pilot.press("escape")  # leave the box for the conversation
+        await wait_for(pilot, lambda: app.focused is conversation)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.pause(0.3)
+        assert app.focused is conversation

@@ -176,3 +176,47 @@ def test_validate_reports_each_valid_rows_size(tmp_path: Path) -> None:
     seen: list[tuple[int, int, int]] = []
     validate_file(path, on_valid=lambda line, turns, chars: seen.append((line, turns, chars)))
     assert seen == [(1, 2, 5), (3, 2, 5)]
+
+
+def test_tab_completes_a_path_as_a_shell_does(tui_project: Path) -> None:
+    from tui.tabs.dataset_dialogs import complete_path
+
+    assert complete_path("data/tr", tui_project) == ("data/train_data.jsonl", [])
+    assert complete_path("da", tui_project) == ("data/", [])  # a folder: a trailing /
+    completed, choices = complete_path("data/t", tui_project)
+    assert completed == "data/t" and {"test_data.jsonl", "train_data.jsonl"} <= set(choices)
+    assert complete_path("data/nothing", tui_project) == ("data/nothing", [])
+    absolute = str(tui_project / "data" / "te")
+    assert complete_path(absolute, Path("/")) == (absolute + "st_data.jsonl", [])
+
+
+async def test_the_open_dialog_completes_on_tab_and_problems_say_what_to_press(
+    tui_project: Path,
+) -> None:
+    """o, a partial path, Tab: the path is completed (Tab used to leave the field); before
+    validation the problems pane (f) says to press v; c/s/f switch the pane from inside it."""
+    from textual.widgets import ContentSwitcher, Input
+
+    from tui.tabs.dataset_dialogs import PathScreen
+
+    app = make_app(tui_project, tab="dataset")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab = app.tabs["dataset"]
+        await wait_for(pilot, lambda: tab.index is not None)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: "press v to validate" in screen_text(app))
+        switcher = tab.query_one(ContentSwitcher)
+        for key, pane in (("s", "ds-stats"), ("c", "ds-conversation"), ("f", "ds-findings")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda pane=pane: switcher.current == pane)
+            assert app.focused is not None and tab in app.focused.ancestors
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, PathScreen))
+        field = app.screen.query_one(Input)
+        field.value = "data/te"
+        await pilot.press("tab")
+        await wait_for(pilot, lambda: field.value == "data/test_data.jsonl")
+        assert app.focused is field
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: tab.path == tui_project / "data/test_data.jsonl")

@@ -15,9 +15,11 @@ import pytest
 from core.config import load_config
 from tests.fixtures_deploy import endpoint_pids, gone
 from tests.fixtures_tui_tabs import TabHarness, screen_text, wait_for
+from tui.screens import ConfirmScreen
 from tui.services import Services
 from tui.tabs.deployments import DeploymentsTab
-from tui.tabs.deployments_dialogs import ConfirmScreen, DeployScreen, TrafficScreen
+from tui.tabs.deployments_dialogs import DeployScreen, TrafficScreen
+from tui.tabs.deployments_widgets import Selection
 
 pytestmark = pytest.mark.slow
 
@@ -117,16 +119,15 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 80, "green": 20})
         assert backend.endpoint(ENDPOINT).traffic == {"blue": 80, "green": 20}
 
-        # shift: green (the least traffic, so highlighted first) to 50%
+        # shift: ↓ to green's share, 50 (blue takes the rest), Enter
         await select(pilot, tab, None)
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
-        share = app.screen.query_one("#traffic-share")
-        share.value = "50"
+        await pilot.press("down", "5", "0")
         await pilot.pause()
         plan = str(app.screen.query_one("#traffic-plan").render())
         assert "blue 80% → 50%" in plan and "green 20% → 50%" in plan
-        await pilot.press("ctrl+s")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 50, "green": 50})
 
         # roll back: the split before the shift
@@ -169,7 +170,7 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await select(pilot, tab, None)
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TrafficScreen))
-        app.screen.query_one("#traffic-share").value = "0"  # green, highlighted
+        await pilot.press("down", "0")  # green's share; blue takes the rest
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 100, "green": 0})
         green_pid = backend._endpoints.store.read(ENDPOINT).deployments["green"].process.pid
@@ -184,11 +185,14 @@ async def test_deploy_shift_roll_back_and_delete_from_the_tab(deploy_project) ->
         await wait_for(pilot, lambda: traffic(tab) == {"blue": 100})
         assert gone(green_pid)
 
-        # delete the endpoint from its row
+        # delete the endpoint: X (x on its row deletes nothing and says so)
         record = backend._endpoints.store.read(ENDPOINT)
         pids = [record.gateway.pid, *(d.process.pid for d in record.deployments.values())]
         await select(pilot, tab, None)
         await pilot.press("x")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("X")
         await confirm(pilot, app)
         await wait_for(pilot, lambda: traffic(tab) is None and not tab.busy)
         assert ENDPOINT not in [info.name for info in backend.endpoints()]
@@ -224,3 +228,43 @@ async def test_the_chat_tab_answers_through_the_local_endpoint(
             assert not list(tab.query(ErrorView)), screen_text(app)
             answer = list(tab.query(AnswerView))[-1]
             assert answer.markdown.source.strip() and route in answer.meta
+
+
+async def test_the_keys_keep_working_after_stop_and_start(deploy_project) -> None:
+    """In the real app (tab strip, footer and all): s stops the endpoint after y, s starts
+    it again; then, without Tab, the keyboard is still in the table — the footer shows the
+    tab's keys, ↓ moves the cursor and c copies the key. (The footer used to drop to
+    "f1 Help q Quit" and every key of the tab was dead until Tab was pressed.)"""
+    from tests.fixtures_tui import make_app
+
+    folder, backend, versions = deploy_project
+    backend.deploy(versions[0], ENDPOINT)
+    key = backend.endpoint_keys(ENDPOINT).primary
+    app = make_app(folder, tab="deployments")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(
+                pilot, lambda: "deployments" in app.tabs and app.tabs["deployments"].loaded
+            )
+            tab = app.tabs["deployments"]
+            table = tab.query_one("#deploy-table")
+            await wait_for(pilot, lambda: app.focused is table and state(tab) == "Succeeded")
+            while tab.selection != Selection(ENDPOINT):
+                await pilot.press("down")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not tab.busy and state(tab) == "Stopped")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: tab.busy.startswith("Starting"))
+            await wait_for(pilot, lambda: not tab.busy)
+            await wait_for(pilot, lambda: state(tab) == "Succeeded")
+            await pilot.pause(1.5)  # past every focus restore after the dialog
+            assert app.focused is table, app.focused
+            assert "d Deploy" in screen_text(app).splitlines()[-1]
+            await pilot.press("down")
+            await wait_for(pilot, lambda: tab.selection == Selection(ENDPOINT, "blue"))
+            await pilot.press("c")
+            await wait_for(pilot, lambda: app.clipboard == key)
+    finally:
+        backend.delete_endpoint(ENDPOINT)

@@ -53,6 +53,7 @@ def blue_green(azure_deploy: AzureDeploy) -> Services:  # noqa: F811
     world = azure_deploy.world
     for key in world.endpoint_keys:
         world.endpoint_keys[key] = FIXED_KEYS
+    azure_deploy.config.theme = "textual-dark"  # its config ignores PHIOPS_THEME (env={})
     return Services(azure_deploy.config, backend_name="azure", _backend=backend)
 
 

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Log
 
 from core.backend import JobStatus
 from core.local.jobstore import STD_LOG
+from tests.fixtures_deploy_azure import azure_deploy  # noqa: F401
 from tests.fixtures_tui import (
     T0,
     job_store,
@@ -282,3 +283,289 @@ def test_a_loss_falling_a_hundredfold_is_drawn_to_the_last_step_on_a_log_axis() 
     assert any(0x2800 < ord(char) <= 0x28FF for char in last_column)  # the last steps drawn
     # Each row holds dots: on a log axis the curve crosses every row on its way down.
     assert all(any(0x2800 < ord(c) <= 0x28FF for c in line.plain[7:]) for line in lines)
+
+
+async def test_backend_local_in_an_azure_project_keeps_the_whole_loss_chart(
+    tui_project: Path, log_writer
+) -> None:
+    """`phiops tui --backend local` where phiops.toml says azure: the chart reads the local
+    events a batch at a time, so wiping it on each read (as for Azure's whole metrics) left
+    only the newest batch on screen."""
+    import json
+
+    from core.local.jobstore import EVENTS
+
+    (tui_project / "phiops.toml").write_text('[project]\nbackend = "azure"\n', encoding="utf-8")
+    store = job_store(tui_project)
+    store.root.mkdir(parents=True, exist_ok=True)
+    runner = log_writer(store.root / "writer.log", rate=1)
+    events = training_events(30, eval_every=100)
+    first = [event for event in events if event.get("step", 0) <= 20]
+    write_job(tui_project, "long_run_1", JobStatus.RUNNING, runner=runner, events=first)
+    app = make_app(tui_project, tab="jobs", backend="local")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        chart = app.query_one(LossChart)
+        await wait_for(pilot, lambda: len(chart.loss) == 20)
+        with store.path("long_run_1", EVENTS).open("a", encoding="utf-8") as handle:
+            for event in events[len(first) :]:
+                handle.write(json.dumps(event) + "\n")
+        await wait_for(pilot, lambda: chart.loss and chart.loss[-1][0] == 30.0)
+        assert [step for step, _ in chart.loss] == [float(n) for n in range(1, 31)]
+
+
+async def test_a_progress_read_that_fails_says_why(tui_project: Path) -> None:
+    """A worker's unexpected error reaches the tab's one failure handler and is shown, not
+    swallowed: here the job's events file cannot be read (a folder stands in its place)."""
+    from core.local.jobstore import EVENTS
+
+    write_job(tui_project, "odd_run_1", JobStatus.COMPLETED, log=["done"])
+    events = job_store(tui_project).path("odd_run_1", EVENTS)
+    events.unlink()
+    events.mkdir()
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await wait_for(pilot, lambda: "Reading the progress failed" in screen_text(app))
+        assert "IsADirectoryError" in str(app.query_one("#jobs-progress").render())
+
+
+async def test_a_resumed_job_follows_its_new_log_and_progress(
+    tui_project: Path, log_writer
+) -> None:
+    """After R the job is the same job, running again: its log and chart must move on. They
+    froze (the chart's reader had marked the canceled job as finished, the log stream had
+    ended) until another job was selected."""
+    import json
+
+    from core.local.jobstore import EVENTS
+
+    store = job_store(tui_project)
+    store.root.mkdir(parents=True, exist_ok=True)
+    events = training_events(20, eval_every=100)
+    first = [event for event in events if event.get("step", 0) <= 10]
+    write_job(tui_project, "paused_run_1", JobStatus.CANCELED, log=["step 10"], events=first)
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        chart, log = app.query_one(LossChart), app.query_one("#jobs-log")
+        await wait_for(pilot, lambda: len(chart.loss) == 10 and tab.progress_final)
+        # resumed, as `resume_job` leaves it: the same job Running, the trainer appending
+        record = store.read("paused_run_1")
+        record.status, record.ended_at = JobStatus.RUNNING, None
+        record.runner = log_writer(store.root / "writer.log", rate=1)
+        store.write(record)
+        with store.path("paused_run_1", STD_LOG).open("a", encoding="utf-8") as handle:
+            handle.write("resumed from checkpoint-10\n")
+        with store.path("paused_run_1", EVENTS).open("a", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(event) + "\n" for event in events[len(first) :])
+        await wait_for(pilot, lambda: "resumed from checkpoint-10" in "\n".join(log.lines))
+        await wait_for(pilot, lambda: chart.loss and chart.loss[-1][0] == 20.0)
+        await wait_for(pilot, lambda: "step 20/20" in screen_text(app))
+
+
+async def test_the_log_badge_wrap_end_highlight_and_place(tui_project: Path) -> None:
+    """At 80 columns the log's border says following or paused; w wraps, G goes back to the
+    end, the filter's matches are highlighted, clearing the filter while paused keeps the
+    view where it was, and another job starts scrolled fully left."""
+    long_line = "x" * 60 + " wide " + "y" * 150
+    lines = [f"line {n} loss {n / 100:.2f}" for n in range(300)] + [long_line]
+    write_job(tui_project, "chatty_run_1", JobStatus.COMPLETED, log=lines)
+    write_job(tui_project, "other_run_2", JobStatus.COMPLETED, created=T0 + 60, log=["hello"])
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await pilot.press("down")
+        await wait_for(pilot, lambda: tab.selected == "chatty_run_1")
+        log = tab.log
+        await wait_for(pilot, lambda: log.line_count == 301 and tab.log_ended)
+        assert "● following" in screen_text(app)
+        # wrap: the long line takes rows of the view's width; the view still at the end
+        await pilot.press("w")
+        await wait_for(pilot, lambda: log.line_count > 301)
+        width = log.scrollable_content_region.width
+        assert all(len(row) <= width for row in log.lines) and log.is_vertical_scroll_end
+        await pilot.press("w")
+        await wait_for(pilot, lambda: log.line_count == 301)
+        # pause: the badge says so at 80 columns; G goes back to the end and follows
+        log.focus()
+        await pilot.press("f", "home")
+        await wait_for(pilot, lambda: "⏸ paused" in screen_text(app))
+        await pilot.press("G")
+        await wait_for(pilot, lambda: "● following" in screen_text(app))
+        assert log.is_vertical_scroll_end
+        # paused on line 120, a filter, then none: the view stays where it was (at the
+        # first match, line 250), neither at the end nor at the start
+        await pilot.press("f")
+        log.scroll_to(0, 120, animate=False, immediate=True)
+        await pilot.pause()
+        assert log.lines[int(log.scroll_y)] == "line 120 loss 1.20"
+        await pilot.press("slash", *"loss 2.5")
+        await wait_for(pilot, lambda: log.line_count == 10)  # loss 2.50 … 2.59
+        strip = log.render_line(0)
+        assert any(seg.style and seg.style.bgcolor for seg in strip if "loss 2.5" in seg.text)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: log.line_count == 301)
+        assert log.lines[int(log.scroll_y)] == "line 250 loss 2.50"
+        assert "⏸ paused" in screen_text(app)
+        # scrolled right on the long line, then another job: back at the left edge
+        await pilot.press("G", "end")
+        log.scroll_to(100, None, animate=False, immediate=True)
+        await pilot.pause()
+        assert log.scroll_x > 0
+        tab.focus_default()
+        await pilot.press("up")
+        await wait_for(pilot, lambda: tab.selected == "other_run_2" and log.line_count == 1)
+        assert log.scroll_x == 0
+
+
+def test_the_submit_form_from_a_jobs_settings_and_its_default_base_model(tmp_path: Path) -> None:
+    from core.backend import JobInfo, JobSpec
+    from tui.tabs.jobs_dialogs import build_spec, default_base_model, form_from_spec, local_models
+
+    spec = JobSpec(
+        "data/train.jsonl",
+        "data/test.jsonl",
+        "models/tiny",
+        ["--epochs", "3", "--lora", "--learning-rate", "1e-4", "--seed", "7"],
+        display_name="again",
+        experiment_name="phi3-finetune",
+    )
+    form = form_from_spec(spec)
+    assert (form.epochs, form.learning_rate, form.lora, form.extra) == (
+        "3",
+        "1e-4",
+        True,
+        "--seed 7",
+    )
+    again = build_spec(form, "phi3-finetune")
+    assert sorted(again.trainer_args) == sorted(spec.trainer_args)
+    assert (again.base_model, again.train_file, again.display_name) == (
+        "models/tiny",
+        "data/train.jsonl",
+        "again",
+    )
+
+    older = JobInfo("a", JobStatus.COMPLETED, created_at=1.0, spec=JobSpec("t", "e", "old/model"))
+    newer = JobInfo("b", JobStatus.FAILED, created_at=2.0, spec=JobSpec("t", "e", "new/model"))
+    assert default_base_model("set/in/toml", [older, newer], ["models/x"]) == "set/in/toml"
+    assert default_base_model(None, [older, newer], ["models/x"]) == "new/model"
+    assert default_base_model(None, [], ["models/x"]) == "models/x"
+    assert default_base_model(None, [], []) == ""
+
+    for folder in (tmp_path / "models" / "tiny", tmp_path / ".phiops" / "models" / "base"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / "tokenizer.json").write_text("{}")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text("{}")  # no tokenizer: not a model
+    assert local_models(tmp_path, tmp_path / ".phiops") == [".phiops/models/base", "models/tiny"]
+
+
+async def test_the_submit_form_offers_what_works_offline(tui_project: Path, log_writer) -> None:
+    """No base model in phiops.toml: the form opens on the one the newest job used (not the
+    hub id it cannot reach offline) and offers the project's model folders; S opens it with
+    the selected job's settings; its checkboxes read [x] / [ ] in any colours; a queued job
+    says what it waits for."""
+    from textual.widgets import Input
+
+    from tui.tabs.jobs_dialogs import SubmitScreen
+
+    model = tui_project / "models" / "tiny"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "tokenizer_config.json").write_text("{}")
+    store = job_store(tui_project)
+    (store.folder("running_one") / "user_logs").mkdir(parents=True)
+    runner = log_writer(store.path("running_one", STD_LOG), rate=5)
+    write_job(tui_project, "running_one", JobStatus.RUNNING, runner=runner, created=T0)
+    record = store.read("running_one")
+    record.base_model, record.train_file, record.eval_file = (
+        str(model),
+        "data/a.jsonl",
+        "data/b.jsonl",
+    )
+    record.trainer_args = ["--epochs", "2", "--lora"]
+    store.write(record)
+    write_job(tui_project, "waiting_one", JobStatus.QUEUED, created=T0 + 60)
+    app = make_app(tui_project, tab="jobs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await wait_for(pilot, lambda: tab.selected == "waiting_one")
+        await wait_for(pilot, lambda: "waits for running_one to end" in screen_text(app))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        field = app.screen.query_one
+        assert field("#submit-base_model", Input).value == str(model)
+        assert "models/tiny" in screen_text(app)  # offered in the hint
+        assert "[ ] LoRA" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SubmitScreen))
+        await pilot.press("down")
+        await wait_for(pilot, lambda: tab.selected == "running_one")
+        await pilot.press("S")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+        field = app.screen.query_one
+        assert field("#submit-train_file", Input).value == "data/a.jsonl"
+        assert field("#submit-epochs", Input).value == "2"
+        assert "[x] LoRA" in screen_text(app)
+
+
+async def test_registering_a_jobs_model_twice_asks_first(azure_deploy) -> None:  # noqa: F811
+    """m on a completed job registers its model; m again says the registry has it already
+    and registers another version only after yes (the Azure stand-ins' real registry)."""
+    from tui.app import PhiopsApp
+    from tui.screens import ConfirmScreen
+    from tui.services import Services
+
+    backend = azure_deploy.backend
+    services = Services(azure_deploy.config, backend_name="azure", _backend=backend)
+    app = PhiopsApp(services, initial_tab="jobs", job_poll_seconds=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await wait_for(pilot, lambda: tab.selected == "calm_river_1a2b3c")
+        await pilot.press("m")
+        await wait_for(pilot, lambda: any("Registered" in n for n in notifications(app)))
+        assert [m.job_name for m in backend.models()] == ["calm_river_1a2b3c"]
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert ":1" in str(app.screen.query_one("#confirm-body").render())
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.5)
+        assert len(backend.models()) == 1
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(backend.models()) == 2)
+
+
+async def test_a_dialog_that_comes_after_the_user_left_the_tab_waits_there(
+    azure_deploy,  # noqa: F811
+) -> None:
+    """m, then 4 before the registry answered: the Jobs tab's question must not cover the
+    Deployments tab (whose keys would answer it); it waits and opens when Jobs is back."""
+    from tui.app import PhiopsApp
+    from tui.screens import ConfirmScreen
+    from tui.services import Services
+
+    backend = azure_deploy.backend
+    backend.register_model("calm_river_1a2b3c")
+    services = Services(azure_deploy.config, backend_name="azure", _backend=backend)
+    app = PhiopsApp(services, initial_tab="jobs", job_poll_seconds=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab: JobsTab = app.tabs["jobs"]
+        await wait_for(pilot, lambda: tab.selected == "calm_river_1a2b3c")
+        app.action_show_tab("deployments")
+        await wait_for(pilot, lambda: not tab.shown)
+        tab.post_message(JobsTab.Registered("calm_river_1a2b3c", ["phi3-finetuned:1"]))
+        await wait_for(pilot, lambda: any("waits in the Jobs tab" in n for n in notifications(app)))
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "again" in app.screen.title_text

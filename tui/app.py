@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets._tabbed_content import ContentTabs
 
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
 from tui.palette import PhiopsCommands
@@ -27,7 +26,16 @@ from tui.tabs import TABS
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
+    from textual.widget import Widget
+
     from core.backend import JobInfo, JobStatus
+    from tui.palette import Command
+    from tui.services import BackendName
+    from tui.tabs.base import AppTab
+
+# One CSS convention: every module's styles live in a .tcss file beside it (a tab's file
+# also holds its dialogs'), and the app loads them all. No DEFAULT_CSS in phiops' widgets.
+STYLESHEETS = sorted(str(path) for path in Path(__file__).parent.rglob("*.tcss"))
 
 ANSI_THEME = "ansi-dark"
 DEFAULT_THEME = "textual-dark"
@@ -36,10 +44,11 @@ DEFAULT_THEME = "textual-dark"
 COMPACT_FOOTER_BELOW = 100
 
 
-def pick_theme(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
-    """The ANSI theme where the terminal has only 16 colours (or the user asks for it), so
-    the terminal's own palette is used instead of colours it would approximate badly."""
-    chosen = environ.get("PHIOPS_THEME", "").strip().lower()
+def pick_theme(chosen: str = "", environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """The theme the user chose (`[tui] theme`, or `PHIOPS_THEME`); without one, the ANSI
+    theme where the terminal has only 16 colours, so the terminal's own palette is used
+    instead of colours it would approximate badly."""
+    chosen = chosen.strip().lower()
     if chosen in ("ansi", ANSI_THEME):
         return ANSI_THEME
     if chosen:
@@ -53,7 +62,7 @@ def pick_theme(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
 def header_text(services: Services) -> str:
     """Backend, where it works (workspace or project folder) and the endpoint, on one line."""
     config = services.config
-    backend = services.backend_name or config.backend
+    backend = services.current
     if backend == "azure":
         where = f"workspace {config.workspace or '(not set)'}"
         if config.resource_group:
@@ -71,13 +80,22 @@ class AppHeader(Static):
 
 
 class Tabs(TabbedContent):
-    """TabbedContent that a stale focus cannot switch back.
+    """TabbedContent whose strip never holds the keyboard, and that a stale focus cannot
+    switch back.
+
+    The strip is not focusable: tabs switch with 1–5 (or a click, or the palette). A focused
+    strip took none of the tab's keys, so wherever Textual parked the focus there — the
+    first focusable widget when a dialog closes with nothing focused, shift+tab — the footer
+    fell to "f1 Help q Quit" and the tab's keys were dead until Tab.
 
     When the terminal reports that it got the focus back (tmux and most terminals send
     focus events), Textual refocuses the widget that had the focus before, even if its tab
     has been hidden since; TabbedContent would then show that tab again, under the user's
     key press. A focus arriving from a hidden pane is ignored and the shown tab keeps it.
     """
+
+    def on_mount(self) -> None:
+        self.query_one(ContentTabs).can_focus = False
 
     def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
         if event.tab_pane.id != self.active and not event.tab_pane.display:
@@ -91,7 +109,7 @@ class Tabs(TabbedContent):
 class PhiopsApp(App[None]):
     """The phiops operations and chat app."""
 
-    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    CSS_PATH: ClassVar = STYLESHEETS  # absolute paths: subclasses live elsewhere
     TITLE = "phiops"
     COMMANDS = App.COMMANDS | {PhiopsCommands}
     HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (110, "-wide")]
@@ -117,8 +135,10 @@ class PhiopsApp(App[None]):
         self.services = services
         self.initial_tab = initial_tab
         self.job_poll_seconds = job_poll_seconds
-        self.theme = pick_theme()
-        self.tabs: dict[str, Widget] = {}
+        self._config_problems: list[str] = []
+        self._apply_theme(services.config.theme)
+        self.set_keymap(services.config.keymap)
+        self.tabs: dict[str, AppTab] = {}
         self.jobs: list[JobInfo] = []
         self.jobs_reason = ""  # why the job list could not be read, if it could not
         self._job_states: dict[str, JobStatus] | None = None
@@ -142,6 +162,14 @@ class PhiopsApp(App[None]):
     def on_resize(self, event: events.Resize) -> None:
         self.footer.compact = event.size.width < COMPACT_FOOTER_BELOW
 
+    def _apply_theme(self, chosen: str) -> None:
+        theme = pick_theme(chosen)
+        if theme not in self.available_themes:
+            known = ", ".join(sorted(self.available_themes))
+            self._config_problems.append(f"phiops.toml: no theme {theme!r} (known: {known}).")
+            theme = pick_theme()
+        self.theme = theme
+
     def on_mount(self) -> None:
         # The first frame (header, tab bar, footer) paints before any tab is built or any
         # worker starts: workers' threads would compete with it for the interpreter.
@@ -151,6 +179,25 @@ class PhiopsApp(App[None]):
         self.build_tab(self.initial_tab)
         self.call_after_refresh(self._focus_tab, self.initial_tab)
         self._start_polling()
+        if self.services.config.keymap:
+            self.call_after_refresh(self._check_keymap)
+        for problem in self._config_problems:
+            self.notify(problem, title="Settings", severity="warning", timeout=10, markup=False)
+
+    def _check_keymap(self) -> None:
+        """Say which ids of `[tui] keymap` name no binding (the rest apply)."""
+        from tui.palette import known_binding_ids
+
+        unknown = sorted(set(self.services.config.keymap) - known_binding_ids())
+        if unknown:
+            self.notify(
+                f"phiops.toml [tui] keymap: no key binding has the id {', '.join(unknown)} "
+                "(F1 lists the keys; ids are in the README).",
+                title="Settings",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -158,7 +205,7 @@ class PhiopsApp(App[None]):
             self.build_tab(event.pane.id)
             self.call_after_refresh(self._focus_tab, event.pane.id)
 
-    def build_tab(self, tab_id: str) -> Widget:
+    def build_tab(self, tab_id: str) -> AppTab:
         """The tab's widget, imported and mounted the first time it is needed."""
         if tab_id in self.tabs:
             return self.tabs[tab_id]
@@ -182,14 +229,7 @@ class PhiopsApp(App[None]):
         widget = self.tabs.get(tab_id)
         if widget is None or self.tabbed.active != tab_id:
             return
-        focus = getattr(widget, "focus_default", None)
-        if callable(focus):
-            focus()
-        else:
-            for child in widget.query("*"):
-                if child.focusable:
-                    child.focus()
-                    break
+        widget.focus_default()
 
     async def run_tab_action(self, tab_id: str, action: str) -> None:
         """Show a tab and run one of its actions: how the palette reaches every tab's work."""
@@ -218,17 +258,30 @@ class PhiopsApp(App[None]):
             if (binding.action, binding.description) in seen:
                 continue
             seen.add((binding.action, binding.description))
-            entry = (self.get_key_display(binding), binding.description)
+            entry = (self.get_key_display(binding), binding.description, binding.id or "")
             (then if node is self else first).append(entry)
         keys = first + then
         about = getattr(tab, "HELP", "") or ""
-        self.push_screen(HelpScreen(keys, about))
+        before = self.focused
+        self.push_screen(HelpScreen(keys, about), lambda _: self._refocus(before))
+
+    def _refocus(self, before: Widget | None) -> None:
+        """Back from help: the keyboard where it was (the box, the conversation, a table),
+        once the screen under it is shown again."""
+
+        def restore() -> None:
+            if before is not None and before.is_attached and before.focusable:
+                before.focus()
+            elif self.tabbed.active:
+                self._focus_tab(self.tabbed.active)
+
+        self.call_after_refresh(restore)
 
     # -- backend --------------------------------------------------------------------------
 
-    def action_switch_backend(self, name: str) -> None:
+    def action_switch_backend(self, name: BackendName) -> None:
         """Work on another backend from now on; every tab reloads what it shows."""
-        if name == (self.services.backend_name or self.services.config.backend):
+        if name == self.services.current:
             self.notify(f"Already on the {name} backend.")
             return
         self.services.switch_backend(name)
@@ -247,8 +300,7 @@ class PhiopsApp(App[None]):
             self._poll_timer.stop()
         seconds = self.job_poll_seconds
         if seconds is None:
-            backend = self.services.backend_name or self.services.config.backend
-            seconds = 2.0 if backend == "local" else 15.0
+            seconds = 2.0 if self.services.current == "local" else 15.0
         self._poll_timer = self.set_interval(seconds, self.poll_jobs)
         self.poll_jobs()
 
@@ -256,7 +308,7 @@ class PhiopsApp(App[None]):
         """Read the job list in a worker (skipped while the last read is still running)."""
         if not self._polling:
             self._polling = True
-            self._read_jobs(self.services.backend_name or self.services.config.backend)
+            self._read_jobs(self.services.current)
 
     @work(thread=True, group="jobs-poll", exit_on_error=False)
     def _read_jobs(self, backend: str) -> None:
@@ -269,7 +321,7 @@ class PhiopsApp(App[None]):
 
     def on_jobs_updated(self, message: JobsUpdated) -> None:
         self._polling = False
-        if message.backend != (self.services.backend_name or self.services.config.backend):
+        if message.backend != self.services.current:
             return  # read before a backend switch
         self.jobs, self.jobs_reason = message.jobs, ""
         self._notify_changes(message.jobs)
@@ -283,7 +335,7 @@ class PhiopsApp(App[None]):
 
     def on_jobs_unavailable(self, message: JobsUnavailable) -> None:
         self._polling = False
-        if message.backend != (self.services.backend_name or self.services.config.backend):
+        if message.backend != self.services.current:
             return
         if message.reason != self.jobs_reason:
             self.notify(message.reason, title="Jobs", severity="error", timeout=8)
@@ -310,90 +362,12 @@ class PhiopsApp(App[None]):
 
     # -- the palette's commands --------------------------------------------------------------
 
-    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
-        """(title, help, callback) for every action of the app, for the command palette."""
-
-        def tab(tab_id: str, action: str) -> Callable[[], object]:
-            return lambda: self.run_worker(self.run_tab_action(tab_id, action))
-
-        current = self.services.backend_name or self.services.config.backend
-        other = "azure" if current == "local" else "local"
-        commands = [
-            (
-                "Prepare data…",
-                "Write the train/test files from the sample, a file or the hub",
-                tab("dataset", "prepare"),
-            ),
-            ("Open a dataset file…", "Preview any JSONL file", tab("dataset", "open")),
-            (
-                "Validate the dataset",
-                "Statistics, length histogram and every problem",
-                tab("dataset", "validate"),
-            ),
-            (
-                "Submit a fine-tuning job…",
-                "The trainer's main options in a form",
-                tab("jobs", "submit"),
-            ),
-            (
-                "Cancel the selected job",
-                "Asks first; the trainer saves a checkpoint",
-                tab("jobs", "cancel"),
-            ),
-            (
-                "Resume the selected job",
-                "Continue a canceled or failed job from its checkpoint",
-                tab("jobs", "resume"),
-            ),
-            (
-                "Register the selected job's model",
-                "Put a completed job's model in the registry, ready to deploy",
-                tab("jobs", "register"),
-            ),
-            (
-                "Deploy a model…",
-                "Deploy a registered model version, blue/green",
-                tab("deployments", "deploy"),
-            ),
-            (
-                "Shift traffic…",
-                "Change the endpoint's traffic split",
-                tab("deployments", "shift_traffic"),
-            ),
-            (
-                "Roll back",
-                "Send all traffic back to the previous deployment",
-                tab("deployments", "rollback"),
-            ),
-            ("Delete the endpoint…", "Asks first", tab("deployments", "delete_endpoint")),
-            (
-                "Start or stop the local endpoint",
-                "Start it after `phiops down` or a reboot; stopping asks first",
-                tab("deployments", "start_stop"),
-            ),
-            (
-                "Serve the flow",
-                "Start `pf flow serve` for the chat flow",
-                tab("chat", "serve_flow"),
-            ),
-            ("New chat", "Start a new chat session", tab("chat", "new_chat")),
-            (
-                f"Switch backend to {other}",
-                f"Work on the {other} backend from now on",
-                lambda: self.action_switch_backend(other),
-            ),
-            ("Check resources again", "Run the resources check", tab("resources", "recheck")),
-        ]
-        for number, (tab_id, title, _) in enumerate(TABS, start=1):
-            commands.append(
-                (
-                    f"Show {title}",
-                    f"Go to the {title} tab (key {number})",
-                    lambda tab_id=tab_id: self.action_show_tab(tab_id),
-                )
-            )
-        commands.append(("Help", "The keys of the focused place (F1)", self.action_help))
-        return commands
+    def run_command(self, command: Command) -> None:
+        """Run a palette command: a tab's action (showing the tab), or one of the app's."""
+        if command.tab:
+            self.run_worker(self.run_tab_action(command.tab, command.action))
+        else:
+            self.run_worker(self.run_action(command.action))
 
 
 def _label(job: JobInfo) -> str:

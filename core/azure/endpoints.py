@@ -581,6 +581,7 @@ class AzureEndpoints:
             traffic=traffic,
             deployments=infos,
             backend=BACKEND,
+            previous_traffic=self._previous(raw),
         )
 
     # -- deleting ------------------------------------------------------------------------

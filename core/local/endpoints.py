@@ -188,6 +188,7 @@ class LocalEndpoints:
             traffic=traffic,
             deployments=deployments,
             backend=BACKEND,
+            previous_traffic=record.previous_traffic,
         )
 
     def get(self, name: str) -> EndpointInfo:

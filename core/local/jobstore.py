@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import write_text_atomic
-from core.backend import JobInfo, JobStatus
+from core.backend import JobInfo, JobSpec, JobStatus
 from core.errors import NotFoundError, UnreadableRecord
 from core.local.records import load_record, read_record
 
@@ -176,6 +176,15 @@ class JobStore:
             output_dir=str(self.path(record.name, MODEL_OUTPUT)),
             run_id=record.run_id,
             tags=dict(record.tags),
+            spec=JobSpec(
+                train_file=record.train_file,
+                eval_file=record.eval_file,
+                base_model=record.base_model,
+                trainer_args=list(record.trainer_args),
+                display_name=record.display_name,
+                experiment_name=record.experiment_name,
+                tags=dict(record.tags),
+            ),
         )
 
 

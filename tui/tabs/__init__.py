@@ -1,7 +1,7 @@
 """The app's tabs, in the order they appear: (id, title, "module:Class").
 
-Each tab is a widget built with no arguments that reaches the services through
-`self.app.services`; the app imports a tab's module only when it builds the tab.
+Each tab is a `tui.tabs.base.AppTab` built with no arguments (it reaches the services through
+`self.services`); the app imports a tab's module only when it builds the tab.
 """
 
 TABS: list[tuple[str, str, str]] = [

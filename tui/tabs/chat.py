@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -31,12 +31,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Markdown, Select, Static, TextArea
-from textual.worker import get_current_worker
 
-from tui.tabs.focus import SteadyFocus, keep_focus, open_dialog
-from tui.tabs.sentences import as_sentence, error_sentence
+from tui.streaming import run_stream
+from tui.tabs.base import AppTab
+from tui.tabs.focus import SteadyFocus
+from tui.tabs.sentences import as_sentence
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from textual.timer import Timer
     from textual.widgets._markdown import MarkdownStream
 
     from core.chat.sessions import ChatSessionInfo, Turn
@@ -47,6 +51,8 @@ ROUTES = [
     ("Direct endpoint", "direct"),
 ]
 DEFAULT_SERVED_URL = "http://127.0.0.1:8080"
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPIN_SECONDS = 0.25
 
 
 def check_params(temperature: str, max_tokens: str) -> tuple[float, int]:
@@ -72,6 +78,21 @@ def check_params(temperature: str, max_tokens: str) -> tuple[float, int]:
 
 def answer_meta(latency_s: float, tokens: int, tokens_per_s: float, route: str) -> str:
     return f"{latency_s:.2f} s · {tokens} tokens · {tokens_per_s:.1f} tok/s · {route}"
+
+
+def answer_problem(answer: str, tokens: int, max_tokens: int) -> str:
+    """Why an answer that arrived is not a good one, in a sentence ("" when it is)."""
+    if not answer.strip():
+        return (
+            "The model answered nothing: the conversation may fill its context window (the "
+            "prompt leaves no room to answer). ctrl+t trims the history to the last exchange."
+        )
+    if tokens >= max_tokens:
+        return (
+            f"The answer stopped at the max tokens limit ({max_tokens}): raise max, or ask it "
+            "to go on."
+        )
+    return ""
 
 
 def stored_meta(meta: dict[str, Any] | None, route: str) -> str:
@@ -144,10 +165,18 @@ class ErrorView(Static):
         self.message = message
 
 
-class ChatTab(Vertical):
+class NoticeView(Static):
+    """An answer that came but is not a good one (empty, cut off): what happened, and what
+    to do about it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Text.assemble(("! ", "bold"), message), classes="chat-notice")
+        self.message = message
+
+
+class ChatTab(AppTab):
     """Chat with the model through the flow, a served flow, or the endpoint."""
 
-    DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")
     HELP = (
         "Ask in the box at the bottom and press ctrl+j to send (Enter adds a line); ↑/↓ on "
         "the first/last line bring back earlier questions. The answer streams in as Markdown, "
@@ -156,8 +185,10 @@ class ChatTab(Vertical):
         "endpoint directly. Esc stops an answer; ctrl+n starts a new chat, ctrl+o loads a "
         "saved one, ctrl+s exports this one (.md or .jsonl), ctrl+r copies the last answer. "
         "With no answer coming, Esc leaves the box for the conversation (↑/↓ scroll, 1…5 "
-        "switch tabs, ctrl+l comes back). "
-        "A failed answer is shown here and your question returns to the box."
+        "switch tabs, ctrl+l comes back). While an answer is awaited the status line spins "
+        "and counts the seconds. A failed answer is shown here and your question returns to "
+        "the box; an empty answer (the context window may be full) or one cut at max tokens "
+        "is said so, and ctrl+t goes on in a new chat keeping only the last exchange."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -167,6 +198,7 @@ class ChatTab(Vertical):
         Binding("ctrl+o", "load_session", "Load", id="chat.load"),
         Binding("ctrl+s", "export_session", "Export", id="chat.export"),
         Binding("ctrl+r", "copy_answer", "Copy answer", id="chat.copy"),
+        Binding("ctrl+t", "trim_history", "Trim history", show=False, id="chat.trim"),
         Binding("ctrl+l", "focus_input", "Input", show=False, id="chat.input"),
     ]
 
@@ -197,22 +229,23 @@ class ChatTab(Vertical):
             self.stopped = stopped
 
     class SessionsListed(Message, bubble=False):
-        def __init__(self, sessions: list[ChatSessionInfo]) -> None:
+        def __init__(self, sessions: list[ChatSessionInfo], turns: dict[str, int]) -> None:
             super().__init__()
             self.sessions = sessions
+            self.turns = turns  # session id -> how many turns it holds
 
     class SessionLoaded(Message, bubble=False):
-        def __init__(self, info: ChatSessionInfo, turns: list[Turn]) -> None:
+        def __init__(self, info: ChatSessionInfo, turns: list[Turn], trimmed: bool = False) -> None:
             super().__init__()
             self.info = info
             self.turns = turns
+            self.trimmed = trimmed  # a new chat holding the last exchange of the one shown
 
     class Exported(Message, bubble=False):
-        def __init__(self, path: str, exists: bool = False, error: str = "") -> None:
+        def __init__(self, path: str, exists: bool = False) -> None:
             super().__init__()
             self.path = path
             self.exists = exists
-            self.error = error
 
     class FlowServers(Message, bubble=False):
         """The URLs of this project's running flow servers (the newest first)."""
@@ -247,6 +280,10 @@ class ChatTab(Vertical):
         self.streamed = ""
         self._service: Any = None  # core.chat.service.ChatService, built by a worker
         self.serving = False  # a flow server is being started
+        self.max_tokens = 0  # of the question being answered
+        self._asked_at = 0.0  # when it was sent (monotonic), for the spinner's seconds
+        self._spinner: Timer | None = None
+        self._stopping = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-settings"):
@@ -278,15 +315,18 @@ class ChatTab(Vertical):
         self.focus_default()
         self._find_flow_servers()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-flow-servers")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-flow-servers",
+        name="Looking for flow servers",
+    )
     def _find_flow_servers(self) -> None:
         """Offer a flow server this project already runs (`phiops flow serve --detach`)."""
-        try:
-            from core.chat.flowserve import flow_servers
+        from core.chat.flowserve import flow_servers
 
-            records = flow_servers(self.services.config)
-        except Exception:  # no store yet, or unreadable records: keep the default URL
-            return
+        records = flow_servers(self.services.config)
         newest = sorted(records, key=lambda record: record.started_at, reverse=True)
         if newest:
             self.post_message(self.FlowServers([record.url for record in newest]))
@@ -313,31 +353,35 @@ class ChatTab(Vertical):
         self._status("Starting pf flow serve (this takes a few seconds)…")
         self._serve_flow()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-serve",
+        name="Serving the flow",
+    )
     def _serve_flow(self) -> None:
         from core.chat.flowserve import serve_flow
 
-        try:
-            target = self._chat_service().endpoint_target()
-            server = serve_flow(self.services.config, target, port=0, detach=True)
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Serving the flow")))
-            return
+        target = self._chat_service().endpoint_target()
+        server = serve_flow(self.services.config, target, port=0, detach=True)
         self.post_message(self.FlowServers([server.url], started=True))
 
     def action_stop_flow(self) -> None:
         """Stop the flow servers this project started (`phiops flow stop`)."""
         self._stop_flows()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-serve",
+        name="Stopping the flow server",
+    )
     def _stop_flows(self) -> None:
         from core.chat.flowserve import stop_flow_servers
 
-        try:
-            stopped = stop_flow_servers(self.services.config)
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Stopping the flow server")))
-            return
+        stopped = stop_flow_servers(self.services.config)
         self.post_message(self.FlowStopped(len(stopped)))
 
     @on(FlowStopped)
@@ -349,18 +393,8 @@ class ChatTab(Vertical):
         else:
             self._status("No flow server was running.")
 
-    def on_descendant_blur(self) -> None:
-        keep_focus(self)
-
-    def on_show(self) -> None:
-        keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
-
     def focus_default(self) -> None:
         self.query_one("#chat-input", PromptInput).focus()
-
-    @property
-    def services(self) -> Any:
-        return self.app.services  # type: ignore[attr-defined]
 
     @property
     def route(self) -> str:
@@ -378,6 +412,15 @@ class ChatTab(Vertical):
             "served": "the served flow at the URL",
             "direct": f"endpoint {self.services.config.endpoint_name}",
         }[self.route]
+
+    def _spin(self) -> None:
+        """While an answer is awaited: a spinner and the seconds since the question left."""
+        if self._stopping:
+            return
+        elapsed = time.monotonic() - self._asked_at
+        frame = SPINNER[int(elapsed / SPIN_SECONDS) % len(SPINNER)]
+        pieces = f", {len(self.streamed.split())} words so far" if self.streamed else ""
+        self._status(f"{frame} Answering via {self.route}… {elapsed:.0f} s{pieces}  (Esc stops)")
 
     def _status(self, text: str, style: str = "") -> None:
         self.query_one("#chat-status", Static).update(Text(text, style=style))
@@ -419,7 +462,10 @@ class ChatTab(Vertical):
         self.history_pos = None
         box.clear()
         self._show_question(question)
-        self._status(f"Answering via {self.route}…")
+        self.max_tokens = max_tokens
+        self._asked_at = time.monotonic()
+        self._spin()
+        self._spinner = self.set_interval(SPIN_SECONDS, self._spin)
         self.add_class("-asking")
         self._ask(
             self.session.id if self.session else None,
@@ -441,7 +487,7 @@ class ChatTab(Vertical):
         self.stream = None
         conversation.anchor()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-ask")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-ask", name="Asking")
     def _ask(
         self,
         session_id: str | None,
@@ -451,21 +497,12 @@ class ChatTab(Vertical):
         temperature: float,
         max_tokens: int,
     ) -> None:
-        """Run the chat service's stream on this thread's own loop; post every event.
+        """Run the chat service's stream on this thread's own loop (`tui.streaming`) and post
+        every event. Esc cancels the worker, which cancels the stream at once (not at the
+        next piece); the service keeps what arrived as an error turn."""
 
-        Esc cancels the worker; a watcher task turns that into a cancellation of the stream
-        at once (not at the next piece), and the service keeps what arrived as an error turn.
-        """
-        worker = get_current_worker()
-
-        async def consume() -> None:
-            from core.chat.service import (
-                AnswerDelta,
-                AnswerDone,
-                AnswerFailed,
-                ChatRoute,
-                GenerationParams,
-            )
+        async def answer() -> AsyncIterator[object]:
+            from core.chat.service import ChatRoute, GenerationParams
             from core.chat.sessions import title_from
 
             service = self._chat_service()
@@ -474,46 +511,34 @@ class ChatTab(Vertical):
                 info = await asyncio.to_thread(
                     service.store.create, title=title_from(question), route=route
                 )
-                self.post_message(self.SessionReady(info))
+                yield self.SessionReady(info)
                 sid = info.id
             params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens)
             events = service.ask(sid, question, route=ChatRoute(route), via_url=url, params=params)
             try:
                 async for event in events:
-                    if isinstance(event, AnswerDelta):
-                        self.post_message(self.Delta(event.text))
-                    elif isinstance(event, AnswerDone):
-                        done = self.Done(
-                            event.answer, event.latency_s, event.tokens, event.tokens_per_s
-                        )
-                        self.post_message(done)
-                    elif isinstance(event, AnswerFailed):
-                        self.post_message(self.Failed(as_sentence(event.message)))
+                    yield event
             finally:
                 await events.aclose()
                 await service.aclose()  # its HTTP client belongs to this thread's loop
 
-        async def main() -> None:
-            task = asyncio.current_task()
-            assert task is not None
+        if not run_stream(answer, self._post_event):
+            self.post_message(self.Failed("Stopped.", stopped=True))
 
-            async def watch() -> None:
-                while not worker.is_cancelled:
-                    await asyncio.sleep(0.05)
-                task.cancel()
+    def _post_event(self, event: object) -> None:
+        """One of the chat service's events (or a message of ours) as this tab's message."""
+        from core.chat.service import AnswerDelta, AnswerDone, AnswerFailed
 
-            watcher = asyncio.create_task(watch())
-            try:
-                await consume()
-            except asyncio.CancelledError:
-                self.post_message(self.Failed("Stopped.", stopped=True))
-            finally:
-                watcher.cancel()
-
-        try:
-            asyncio.run(main())
-        except Exception as error:  # the service's own failures arrive as AnswerFailed
-            self.post_message(self.Failed(error_sentence(error, "Asking")))
+        if isinstance(event, Message):
+            self.post_message(event)
+        elif isinstance(event, AnswerDelta):
+            self.post_message(self.Delta(event.text))
+        elif isinstance(event, AnswerDone):
+            self.post_message(
+                self.Done(event.answer, event.latency_s, event.tokens, event.tokens_per_s)
+            )
+        elif isinstance(event, AnswerFailed):
+            self.post_message(self.Failed(as_sentence(event.message)))
 
     def _chat_service(self) -> Any:
         """One service for the tab's life (it keeps the endpoint and the loaded flow), built
@@ -560,11 +585,17 @@ class ChatTab(Vertical):
                 await view.markdown.update(message.answer)
             meta = answer_meta(message.latency_s, message.tokens, message.tokens_per_s, self.route)
             view.set_meta(meta)
+        problem = answer_problem(message.answer, message.tokens, self.max_tokens)
+        self._finish()
+        if problem:
+            await self._conversation().mount(NoticeView(problem))
+            self._conversation().anchor()
+            self._status(problem.split(":")[0] + ".", "yellow")
+        else:
             self._status(
                 f"Answered in {message.latency_s:.2f} s ({message.tokens_per_s:.1f} tok/s)."
             )
         self.last_answer = message.answer
-        self._finish()
 
     @on(Failed)
     async def _failed(self, message: Failed) -> None:
@@ -592,6 +623,10 @@ class ChatTab(Vertical):
         self.asking = None
         self.answer_view = None
         self.remove_class("-asking")
+        self._stopping = False
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
 
     def action_stop(self) -> None:
         """Stop the answer being streamed (what came so far stays on screen); with none,
@@ -602,6 +637,7 @@ class ChatTab(Vertical):
         for worker in self.workers:
             if worker.group == "chat-ask":
                 worker.cancel()
+        self._stopping = True
         self._status("Stopping…", "yellow")
 
     # -- input history ----------------------------------------------------------------
@@ -658,16 +694,20 @@ class ChatTab(Vertical):
             return
         self._list_sessions()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-store")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-store",
+        name="Listing chat sessions",
+    )
     def _list_sessions(self) -> None:
         from core.chat.sessions import SessionStore
 
-        try:
-            sessions = SessionStore().list()
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Listing chat sessions")))
-            return
-        self.post_message(self.SessionsListed(sessions))
+        store = SessionStore()
+        sessions = store.list()
+        counts = {info.id: len(store.turns(info.id)) for info in sessions}
+        self.post_message(self.SessionsListed(sessions, counts))
 
     @on(SessionsListed)
     def _sessions_listed(self, message: SessionsListed) -> None:
@@ -677,24 +717,25 @@ class ChatTab(Vertical):
             self._status("No saved chats yet.", "yellow")
             return
         sessions = sorted(message.sessions, key=lambda s: s.updated_at, reverse=True)
-        open_dialog(self, LoadSessionScreen(sessions), self._session_chosen)
+        self.open_dialog(LoadSessionScreen(sessions, message.turns), self._session_chosen)
 
     def _session_chosen(self, session_id: str | None) -> None:
         if session_id:
             self._load_session(session_id)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-store")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-store",
+        name="Loading the chat",
+    )
     def _load_session(self, session_id: str) -> None:
         from core.chat.sessions import SessionStore
 
-        try:
-            store = SessionStore()
-            info = store.get(session_id)
-            turns = store.turns(session_id)
-        except Exception as error:
-            self.post_message(self.Problem(error_sentence(error, "Loading the chat")))
-            return
-        self.post_message(self.SessionLoaded(info, turns))
+        store = SessionStore()
+        info = store.get(session_id)
+        self.post_message(self.SessionLoaded(info, store.turns(session_id)))
 
     @on(SessionLoaded)
     async def _session_loaded(self, message: SessionLoaded) -> None:
@@ -723,8 +764,49 @@ class ChatTab(Vertical):
         if message.info.route in {value for _, value in ROUTES}:
             self.query_one("#chat-route", Select).value = message.info.route
         self._show_session()
-        self._status(f"Loaded {len(message.turns)} turns; answers come from {self._route_words()}.")
+        if message.trimmed:
+            self._status("History trimmed: the next question carries only the last exchange.")
+        else:
+            self._status(
+                f"Loaded {len(message.turns)} turns; answers come from {self._route_words()}."
+            )
         self.focus_default()
+
+    def action_trim_history(self) -> None:
+        """Go on in a new chat that keeps only the last answered exchange, for a
+        conversation that fills the model's context window (the old chat stays saved)."""
+        if self.asking is not None:
+            self._status("Still answering: press Esc to stop it first.", "yellow")
+            return
+        if self.session is None:
+            self._status("Nothing to trim yet.", "yellow")
+            return
+        self._trim(self.session)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-store",
+        name="Trimming the history",
+    )
+    def _trim(self, session: ChatSessionInfo) -> None:
+        from core.chat.sessions import SessionStore, history_pairs
+
+        store = SessionStore()
+        answered = [pair for pair in history_pairs(store.turns(session.id)) if pair[1].strip()]
+        if not answered:  # a new chat holding nothing is ctrl+n's
+            self.post_message(
+                self.Problem("Nothing to keep: no question here has an answer; ctrl+n starts anew.")
+            )
+            return
+        info = store.create(title=session.title, route=session.route)
+        for question, answer in answered[-1:]:
+            store.add_turn(info.id, "user", question, {"route": session.route})
+            store.add_turn(info.id, "assistant", answer, {"route": session.route})
+        self.post_message(
+            self.SessionLoaded(store.get(info.id), store.turns(info.id), trimmed=True)
+        )
 
     def action_export_session(self) -> None:
         """Write this chat to a Markdown (.md) or JSON lines (.jsonl) file."""
@@ -735,19 +817,20 @@ class ChatTab(Vertical):
             return
         slug = re.sub(r"[^a-z0-9]+", "-", (self.session.title or "chat").lower()).strip("-")
         default = self.services.config.project_dir / f"chat-{slug[:40] or 'session'}.md"
-        open_dialog(self, ExportScreen(str(default)), self._export_chosen)
+        self.open_dialog(ExportScreen(str(default)), self._export_chosen)
 
     def _export_chosen(self, path: str | None, overwrite: bool = False) -> None:
         if path and self.session is not None:
             self._export(self.session.id, path, overwrite)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-export")
     def _export(self, session_id: str, path: str, overwrite: bool) -> None:
+        """Write the session to `path` in a worker (named after the file it writes)."""
         from core.atomic import write_text_atomic
         from core.chat.sessions import SessionStore
 
         target = self.services.config.resolve(path)
-        try:
+
+        def export() -> None:
             if target.exists() and not overwrite:
                 self.post_message(self.Exported(str(target), exists=True))
                 return
@@ -755,27 +838,38 @@ class ChatTab(Vertical):
             jsonl = target.suffix.lower() in (".jsonl", ".ndjson")
             text = store.export_jsonl(session_id) if jsonl else store.export_markdown(session_id)
             write_text_atomic(target, text)
-        except Exception as error:
-            sentence = error_sentence(error, f"Exporting to {target}")
-            self.post_message(self.Exported(str(target), error=sentence))
-            return
-        self.post_message(self.Exported(str(target)))
+            self.post_message(self.Exported(str(target)))
+
+        self.run_worker(
+            export,
+            name=f"Exporting to {target}",
+            group="chat-export",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
 
     @on(Exported)
     def _exported(self, message: Exported) -> None:
-        from tui.tabs.deployments_dialogs import ConfirmScreen
+        from tui.screens import ConfirmScreen
 
         if message.exists:
             screen = ConfirmScreen(
-                "Replace the file?", f"{message.path} exists. Replace it?", confirm="Replace"
+                "Replace the file?", f"{message.path} exists. Replace it?", yes="Replace"
             )
-            open_dialog(
-                self, screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
+            self.open_dialog(
+                screen, lambda yes: yes and self._export_chosen(message.path, overwrite=True)
             )
-        elif message.error:
-            self.notify(message.error, severity="error", markup=False)
         else:
             self.notify(f"Exported the chat to {message.path}", markup=False)
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        if group == "chat-ask":  # the service's own failures arrive as AnswerFailed
+            self.post_message(self.Failed(sentence))
+        elif group == "chat-export":
+            super().worker_failed(group, sentence)
+        else:
+            self.post_message(self.Problem(sentence))
 
     @on(Problem)
     def _problem(self, message: Problem) -> None:

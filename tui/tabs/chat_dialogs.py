@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.tabs.deployments_dialogs import Dialog
+from tui.screens import Modal, say
 
 if TYPE_CHECKING:
     from core.chat.sessions import ChatSessionInfo
@@ -27,31 +27,35 @@ def _when(timestamp: float | str | None) -> str:
     return str(timestamp or "")[:16].replace("T", " ")
 
 
-class LoadSessionScreen(Dialog):
-    """Saved sessions, most recent first; returns the chosen session's id."""
+def _count(turns: int) -> str:
+    return f"{turns:>3} turn{'s' if turns != 1 else ' '}"
 
-    DEFAULT_CSS = """
-    LoadSessionScreen OptionList { max-height: 14; }
-    """
 
-    def __init__(self, sessions: list[ChatSessionInfo]) -> None:
+class LoadSessionScreen(Modal[str]):
+    """Saved sessions, most recent first, with their date and number of turns; returns the
+    chosen session's id."""
+
+    def __init__(self, sessions: list[ChatSessionInfo], turns: dict[str, int]) -> None:
         super().__init__()
+        self.title_text = "Load a chat session"
         self.sessions = sessions
+        self.turns = turns
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static("Load a chat session", classes="dialog-title")
+        with Vertical(id="box"):
+            yield Static(self.title_text, classes="title")
             yield OptionList(
                 *[
                     Option(
-                        f"{_when(info.updated_at)}  {info.route:<6}  {info.title or '(untitled)'}",
+                        f"{_when(info.updated_at)}  {_count(self.turns.get(info.id, 0))}  "
+                        f"{info.route:<6}  {info.title or '(untitled)'}",
                         id=info.id,
                     )
                     for info in self.sessions
                 ],
                 id="load-sessions",
             )
-            yield Static("Enter loads, Escape cancels.", classes="dialog-hint")
+            yield Static("Enter loads, Escape cancels.", classes="hint")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
@@ -63,7 +67,7 @@ class LoadSessionScreen(Dialog):
         self.dismiss(event.option.id)
 
 
-class ExportScreen(Dialog):
+class ExportScreen(Modal[str]):
     """A file to export the session to; `.jsonl` means JSON lines, anything else Markdown."""
 
     def __init__(self, default_path: str) -> None:
@@ -71,12 +75,12 @@ class ExportScreen(Dialog):
         self.default_path = default_path
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static("Export this chat", classes="dialog-title")
+        with Vertical(id="box"):
+            yield Static("Export this chat", classes="title")
             yield Label("File (.md for Markdown, .jsonl for JSON lines)")
             yield Input(self.default_path, id="export-path")
-            yield Static("", id="export-error", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
+            yield Static("", id="export-error", classes="error")
+            with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Export", id="submit", variant="primary")
 
@@ -88,10 +92,6 @@ class ExportScreen(Dialog):
     def _submit(self) -> None:
         path = self.query_one("#export-path", Input).value.strip()
         if not path:
-            self.query_one("#export-error", Static).update("Name the file to write.")
+            say(self.query_one("#export-error", Static), "Name the file to write.")
             return
         self.dismiss(path)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)

@@ -25,10 +25,11 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from tui.messages import BackendChanged, DataPrepared
-from tui.tabs.sentences import error_sentence
+from tui.tabs.base import AppTab
 from tui.widgets.rowtable import RowTable
 
 if TYPE_CHECKING:
+    from core.config import Config
     from core.data.index import DatasetIndex, IndexProgress, Row, RowStats
     from core.data.prepare import PrepareResult
     from core.data.validate import ValidationReport
@@ -129,7 +130,7 @@ def render_stats(report: ValidationReport, bars: list[tuple[int, int, int]]) -> 
     return text
 
 
-class DatasetTab(Vertical):
+class DatasetTab(AppTab):
     """Rows of a chat JSONL file, one conversation, statistics and problems; prepare data."""
 
     HELP = """
@@ -211,7 +212,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             with Vertical(id="ds-table-box"):
                 yield Static("", id="ds-header")
                 yield RowTable(id="ds-table")
-            with Vertical(id="ds-side"):
+            with Vertical(id="ds-side", classes="pane"):
                 yield Static("", id="ds-side-title", markup=False)
                 with ContentSwitcher(initial="ds-conversation", id="ds-switcher"):
                     with VerticalScroll(id="ds-conversation"):
@@ -221,6 +222,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                     yield OptionList(id="ds-findings")
 
     def on_mount(self) -> None:
+        self._findings_placeholder()
         self._set_side_title()
         self.set_interval(2.0, self._refresh_index)
         self._open_default()
@@ -233,8 +235,8 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self.query_one(RowTable).focus()
 
     @property
-    def config(self):
-        return self.app.services.config  # type: ignore[attr-defined]
+    def config(self) -> Config:
+        return self.services.config
 
     # -- opening --------------------------------------------------------------------------
 
@@ -264,23 +266,33 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self.query_one("#ds-status", Static).update(f"Opening {self._shown(path)}…")
         self.query_one("#ds-conversation-text", Static).update("")
         self.query_one("#ds-stats-text", Static).update("Press v to validate the whole file.")
-        self.query_one("#ds-findings", OptionList).clear_options()
+        self._findings_placeholder()
         self._open(path, old, self.generation)
 
-    @work(thread=True, exclusive=True, group="dataset-open", exit_on_error=False)
+    def _findings_placeholder(self) -> None:
+        """Before validation the problems list says how to fill it (it was just empty)."""
+        findings = self.query_one("#ds-findings", OptionList)
+        findings.clear_options()
+        findings.add_option(
+            Option("Not checked yet: press v to validate the whole file.", disabled=True)
+        )
+
+    @work(
+        thread=True,
+        exclusive=True,
+        group="dataset-open",
+        exit_on_error=False,
+        name="Opening the file",
+    )
     def _open(self, path: Path, old: DatasetIndex | None, generation: int) -> None:
         from core.data.index import DatasetIndex
 
         if old is not None:
             old.close()
-        try:
-            index = DatasetIndex.open(
-                path,
-                on_progress=lambda progress: self.post_message(self.Indexed(progress, generation)),
-            )
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, f"Opening {path}")))
-            return
+        index = DatasetIndex.open(
+            path,
+            on_progress=lambda progress: self.post_message(self.Indexed(progress, generation)),
+        )
         self.post_message(self.Opened(index, generation))
 
     def on_dataset_tab_opened(self, message: Opened) -> None:
@@ -331,17 +343,18 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         return shown(path, self.config.project_dir)
 
     def action_open(self) -> None:
-        from tui.screens import AskScreen
+        from tui.tabs.dataset_dialogs import PathScreen
 
         start = self._shown(self.path) if self.path else self.config.train_data_path
-        screen = AskScreen(
+        screen = PathScreen(
             "Open a JSONL file",
             start,
-            hint="A path, relative to the project folder or absolute.",
+            base=self.config.project_dir,
+            hint="A path, relative to the project folder or absolute; Tab completes it.",
             check=self._check_path,
             suggestions=[self.config.train_data_path, self.config.test_data_path],
         )
-        self.app.push_screen(screen, lambda path: path is not None and self.open_path(path))
+        self.open_dialog(screen, lambda path: path is not None and self.open_path(path))
 
     def _check_path(self, text: str) -> Path:
         if not text.strip():
@@ -407,7 +420,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                 raise ValueError(f"Rows go from 1 to {table.row_count:,}.")
             return number
 
-        self.app.push_screen(
+        self.open_dialog(
             AskScreen("Go to row", str(table.cursor + 1), check=check),
             lambda number: number is not None and self.jump_to(number - 1),
         )
@@ -454,7 +467,13 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self._start_busy("Validating")
         self._validate(self.path, self.generation)
 
-    @work(thread=True, exclusive=True, group="dataset-validate", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="dataset-validate",
+        exit_on_error=False,
+        name="Validating",
+    )
     def _validate(self, path: Path, generation: int) -> None:
         from core.data.validate import validate_file
 
@@ -476,9 +495,6 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                 path, on_progress=progress, on_valid=lambda line, turns, chars: sizes.append(chars)
             )
         except InterruptedError:
-            return
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, "Validating")))
             return
         self.post_message(self.Validated(report, histogram(sizes), generation))
 
@@ -532,7 +548,7 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             self.notify(f"{self.busy} is still running.", severity="warning")
             return
         config = self.config
-        self.app.push_screen(
+        self.open_dialog(
             PrepareScreen("sample", config.train_data_path, config.test_data_path),
             self._prepare_chosen,
         )
@@ -543,7 +559,13 @@ g goes to a row, p prepares new train/test files (the sample works offline).
         self._start_busy("Preparing")
         self._prepare(request)
 
-    @work(thread=True, exclusive=True, group="dataset-prepare", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="dataset-prepare",
+        exit_on_error=False,
+        name="Preparing the data",
+    )
     def _prepare(self, request: PrepareRequest) -> None:
         from core.data.prepare import prepare
         from core.data.sources import open_source
@@ -557,32 +579,28 @@ g goes to a row, p prepares new train/test files (the sample works offline).
                 last[0] = now
                 self.post_message(self.Working(stage, done, total))
 
-        try:
-            name = None if request.sample else request.source
-            if name and config.resolve(name).exists():
-                name = str(config.resolve(name))  # a path relative to the project, not the cwd
-            source = open_source(
-                name,
-                sample=request.sample,
-                dataset_id=config.dataset_id,
-                dataset_config=config.dataset_config,
-                split=None,
-                default_split=config.dataset_split,
-            )
-            if source.describe().get("kind") == "hub":
-                self.post_message(self.Working(f"Loading {request.source}", 0, None))
-                source.load()
-            result = prepare(
-                source,
-                config.resolve(config.train_data_path),
-                config.resolve(config.test_data_path),
-                test_fraction=request.test_fraction,
-                seed=request.seed,
-                on_progress=progress,
-            )
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, "Preparing the data")))
-            return
+        name = None if request.sample else request.source
+        if name and config.resolve(name).exists():
+            name = str(config.resolve(name))  # a path relative to the project, not the cwd
+        source = open_source(
+            name,
+            sample=request.sample,
+            dataset_id=config.dataset_id,
+            dataset_config=config.dataset_config,
+            split=None,
+            default_split=config.dataset_split,
+        )
+        if source.describe().get("kind") == "hub":
+            self.post_message(self.Working(f"Loading {request.source}", 0, None))
+            source.load()
+        result = prepare(
+            source,
+            config.resolve(config.train_data_path),
+            config.resolve(config.test_data_path),
+            test_fraction=request.test_fraction,
+            seed=request.seed,
+            on_progress=progress,
+        )
         self.post_message(self.Prepared(result))
 
     def on_dataset_tab_prepared(self, message: Prepared) -> None:
@@ -616,6 +634,9 @@ g goes to a row, p prepares new train/test files (the sample works offline).
             label += f" {int(message.done):,} of {int(message.total):,} rows"
         self.query_one("#ds-working-label", Static).update(label)
         self.query_one(ProgressBar).update(total=message.total, progress=message.done)
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        self.post_message(self.Failed(sentence))
 
     def on_dataset_tab_failed(self, message: Failed) -> None:
         was_busy = self.busy

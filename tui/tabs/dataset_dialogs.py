@@ -1,8 +1,12 @@
-"""The Dataset tab's dialogs: prepare data. Each returns a plain value; the tab does the work."""
+"""The Dataset tab's dialogs: open a file (Tab completes the path), prepare data.
+
+Each returns a plain value; the tab does the work."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -11,7 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
-from tui.screens import Modal
+from tui.screens import AskScreen, Modal, say
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,9 @@ def parse_prepare(source: str, fraction: str, seed: str) -> PrepareRequest:
     return PrepareRequest(source.strip() or "sample", share, number)
 
 
-class PrepareScreen(Modal):
+class PrepareScreen(Modal[PrepareRequest]):
     """Where the rows come from and how they are split; writes the project's train/test files."""
 
-    DEFAULT_CSS = """
-    PrepareScreen Grid { grid-size: 2; grid-columns: 16 1fr; height: auto; grid-rows: 1; }
-    PrepareScreen Grid Label { padding-top: 0; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Prepare", id="prepare.submit")
     ]
@@ -81,10 +81,6 @@ class PrepareScreen(Modal):
     def on_mount(self) -> None:
         self.query_one("#prepare-source", Input).focus()
 
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
     @on(Button.Pressed, "#submit")
     @on(Input.Submitted)
     def action_submit(self) -> None:
@@ -95,6 +91,51 @@ class PrepareScreen(Modal):
                 self.query_one("#prepare-seed", Input).value,
             )
         except ValueError as error:
-            self.query_one("#prepare-error", Static).update(str(error))
+            say(self.query_one("#prepare-error", Static), str(error))
             return
         self.dismiss(request)
+
+
+def complete_path(text: str, base: Path) -> tuple[str, list[str]]:
+    """Complete `text` as a shell does on Tab: to the one entry it starts, or to the longest
+    prefix the entries share (then those entries are the second value). A relative path is
+    read from `base`; `~` stays as typed. A folder gets a trailing `/`."""
+    folder_text, _, prefix = text.rpartition("/")
+    folder_text = folder_text + "/" if text.count("/") else ""
+    folder = Path(os.path.expanduser(folder_text or "."))
+    if not folder.is_absolute():
+        folder = base / folder
+    try:
+        entries = sorted(
+            entry.name + ("/" if entry.is_dir() else "")
+            for entry in os.scandir(folder)
+            if entry.name.startswith(prefix) and (prefix.startswith(".") or entry.name[0] != ".")
+        )
+    except OSError:
+        return text, []
+    if not entries:
+        return text, []
+    if len(entries) == 1:
+        return folder_text + entries[0], []
+    return folder_text + os.path.commonprefix(entries), entries  # noqa: RUF071 (names, by character)
+
+
+class PathScreen(AskScreen[Path]):
+    """Ask for a file's path; Tab completes it from the disk as a shell does."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("tab", "complete", "Complete the path", priority=True, id="path.complete"),
+    ]
+
+    def __init__(self, title: str, value: str, *, base: Path, **options) -> None:
+        super().__init__(title, value, **options)
+        self.base = base
+
+    def action_complete(self) -> None:
+        field = self.query_one(Input)
+        completed, choices = complete_path(field.value, self.base)
+        field.value = completed
+        field.cursor_position = len(completed)
+        shown = "  ".join(choices[:12]) + ("  …" if len(choices) > 12 else "")
+        say(self.query_one("#ask-note", Static), shown)
+        say(self.query_one("#ask-error", Static), "")

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -27,71 +26,59 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import DataTable, Static
 
-from tui.tabs.focus import SteadyFocus, keep_focus, open_dialog
+from tui.tabs.base import AppTab
+from tui.tabs.deployments_widgets import (
+    DeploymentLog,
+    EndpointDetails,
+    EndpointTable,
+    Selection,
+    fold_probes,
+    split_text,
+)
 from tui.tabs.sentences import error_sentence
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
     from core.backend import Backend, DeploymentInfo, EndpointInfo, ModelVersion
+    from tui.screens import Modal
     from tui.tabs.deployments_dialogs import DeployRequest
 
 REFRESH_SECONDS = {"local": 5.0, "azure": 30.0}  # Azure reads are slow and metered
 LOG_LINES = 200
+LOG_FOLLOW_SECONDS = 2.0
 WIDE = 110  # columns from which the logs sit beside the table instead of under it
 
-STATE_STYLES = {
-    "succeeded": "green",
-    "running": "green",
-    "creating": "yellow",
-    "updating": "yellow",
-    "provisioning": "yellow",
-    "starting": "yellow",
-    "deleting": "magenta",
-    "failed": "red",
-    "stopped": "red",
-    "canceled": "red",
-}
-
-
-def state_text(state: str) -> Text:
-    """A provisioning state in a colour the 16 ANSI colours have."""
-    return Text(state or "?", style=STATE_STYLES.get(state.lower(), ""))
-
-
-def traffic_bar(share: int, width: int = 10) -> str:
-    filled = round(share * width / 100)
-    return "█" * filled + "░" * (width - filled)
-
-
-class EndpointTable(SteadyFocus, DataTable):
-    """The endpoints table, keeping the focus through a refresh."""
-
-
-class DeploymentLog(SteadyFocus, Log):
-    """The selected deployment's recent logs."""
+ResultT = TypeVar("ResultT")
 
 
 @dataclass
-class Selection:
-    endpoint: str
-    deployment: str | None = None
+class Operation:
+    """One change to the backend: what it does (the status line, and the worker's name, so
+    a failure reads "Deleting ep/green failed: …"), and the call a worker makes; the call
+    returns the sentence to show when it is done."""
+
+    doing: str
+    call: Callable[[Backend], str]
 
 
-class DeploymentsTab(Vertical):
+class DeploymentsTab(AppTab):
     """Endpoints and deployments of the current backend."""
 
-    DEFAULT_CSS = (Path(__file__).with_suffix(".tcss")).read_text(encoding="utf-8")
     HELP = (
         "Endpoints and their deployments. Select a row with ↑/↓: an endpoint row shows its "
         "scoring URI, masked key and traffic split, a deployment row its model and serving "
-        "settings; the logs below follow the selection. d deploys a registered model version "
-        "(blue/green: a new deployment takes its share after a smoke test), t shifts traffic, "
-        "b rolls back the last shift, x deletes the selected deployment (once it has no "
-        "traffic) or endpoint, X the endpoint; "
-        "s starts a stopped local endpoint (after `phiops down` or a reboot: the same URI, "
-        "split and keys) or stops a running one; "
-        "c copies the key (never shown), u the scoring URI, l reloads the logs, r refreshes."
+        "settings; the logs follow the selection. d deploys a registered model version "
+        "(blue/green: a new deployment takes its share after a smoke test), t sets the "
+        "traffic split (one share per deployment), b rolls back the last change (the dialog "
+        "shows the split it restores), x deletes the selected deployment (once it has no "
+        "traffic), X the whole endpoint; s starts a stopped local endpoint (after `phiops "
+        "down` or a reboot: the same URI, split and keys) or stops a running one; c copies "
+        "the key (never shown), u the scoring URI, l follows the logs (health probes "
+        "folded; l again stops), r refreshes. Every confirmation takes y, n, or Enter on "
+        "the focused No."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -105,7 +92,7 @@ class DeploymentsTab(Vertical):
         Binding("s", "start_stop", "Start/stop", show=False, id="deployments.start_stop"),
         Binding("c", "copy_key", "Copy key", id="deployments.copy_key"),
         Binding("u", "copy_uri", "Copy URI", show=False, id="deployments.copy_uri"),
-        Binding("l", "show_logs", "Logs", show=False, id="deployments.logs"),
+        Binding("l", "show_logs", "Follow logs", show=False, id="deployments.logs"),
         Binding("r", "refresh", "Refresh", show=False, id="deployments.refresh"),
     ]
 
@@ -123,12 +110,11 @@ class DeploymentsTab(Vertical):
             self.error = error
 
     class LogsLoaded(Message, bubble=False):
-        def __init__(self, endpoint: str, deployment: str, text: str, error: str = "") -> None:
+        def __init__(self, endpoint: str, deployment: str, text: str) -> None:
             super().__init__()
             self.endpoint = endpoint
             self.deployment = deployment
             self.text = text
-            self.error = error
 
     class ModelsLoaded(Message, bubble=False):
         def __init__(self, models: list[ModelVersion]) -> None:
@@ -169,18 +155,14 @@ class DeploymentsTab(Vertical):
         self.log_source: tuple[str, str, str] | None = None  # (endpoint, deployment, text) shown
         self.loaded = False
         self.load_error = ""
+        self._log_timer: Timer | None = None  # set while `l` follows the logs
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="deploy-main"):
-            with Vertical(id="deploy-left"):
-                table = EndpointTable(id="deploy-table", cursor_type="row")
-                table.add_column("Endpoint / deployment", key="name")
-                table.add_column("State", key="state")
-                table.add_column("Traffic", key="traffic")
-                table.add_column("Model", key="model")
-                yield table
-                yield Static("Loading endpoints…", id="deploy-details")
-            with Vertical(id="deploy-logs-pane"):
+            with Vertical(id="deploy-left", classes="pane"):
+                yield EndpointTable(id="deploy-table")
+                yield EndpointDetails("Loading endpoints…", id="deploy-details")
+            with Vertical(id="deploy-logs-pane", classes="pane"):
                 yield Static("Logs", id="deploy-logs-title")
                 yield DeploymentLog(id="deploy-logs", max_lines=2000, auto_scroll=True)
         yield Static("", id="deploy-status")
@@ -189,12 +171,6 @@ class DeploymentsTab(Vertical):
         self.action_refresh()
         self.focus_default()
         self.set_interval(REFRESH_SECONDS.get(self.backend_name, 10.0), self._tick)
-
-    def on_descendant_blur(self) -> None:
-        keep_focus(self)
-
-    def on_show(self) -> None:
-        keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
 
     def focus_default(self) -> None:
         """Where the keyboard starts when the tab is shown: the endpoints table."""
@@ -205,7 +181,7 @@ class DeploymentsTab(Vertical):
         self.endpoints, self.masked_keys, self.states = [], {}, {}
         self.selection, self.loaded, self.log_source = None, False, None
         self.query_one("#deploy-table", DataTable).clear()
-        self.query_one("#deploy-logs", Log).clear()
+        self.query_one("#deploy-logs", DeploymentLog).clear()
         self.query_one("#deploy-details", Static).update("Loading endpoints…")
         self.action_refresh()
 
@@ -221,32 +197,26 @@ class DeploymentsTab(Vertical):
 
     # -- reading the backend (workers) --------------------------------------------------
 
-    @property
-    def services(self) -> Any:
-        return self.app.services  # type: ignore[attr-defined]
-
     def _backend(self) -> Backend:
         return self.services.backend()
-
-    @property
-    def backend_name(self) -> str:
-        return self.services.backend_name or self.services.config.backend
 
     def action_refresh(self) -> None:
         """Reload the endpoints (and the selected deployment's logs)."""
         self.loading = True
         self._load_endpoints(dict(self.masked_keys))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-load")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-load",
+        name="Listing endpoints",
+    )
     def _load_endpoints(self, known_keys: dict[str, str]) -> None:
         from core.secrets import mask
 
-        try:
-            backend = self._backend()
-            endpoints = backend.endpoints()
-        except Exception as error:  # the tab says why; the app keeps running
-            self.post_message(self.LoadFailed(error_sentence(error, "Listing endpoints")))
-            return
+        backend = self._backend()
+        endpoints = backend.endpoints()
         keys: dict[str, str] = {}
         for info in endpoints:
             cached = known_keys.get(info.name)
@@ -255,20 +225,21 @@ class DeploymentsTab(Vertical):
                 continue
             try:
                 keys[info.name] = mask(backend.endpoint_keys(info.name).primary) or "(none)"
-            except Exception as error:
+            except Exception as error:  # one endpoint's key: shown in its place, not fatal
                 keys[info.name] = f"(unavailable: {error_sentence(error)})"
         self.post_message(self.Loaded(endpoints, keys))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-logs")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-logs",
+        name="Reading the logs",
+    )
     def _load_logs(self, endpoint: str, deployment: str) -> None:
         from core.secrets import redact
 
-        try:
-            text = self._backend().deployment_logs(endpoint, deployment, LOG_LINES)
-        except Exception as error:
-            sentence = error_sentence(error, "Reading the logs")
-            self.post_message(self.LogsLoaded(endpoint, deployment, "", sentence))
-            return
+        text = self._backend().deployment_logs(endpoint, deployment, LOG_LINES)
         self.post_message(self.LogsLoaded(endpoint, deployment, redact(text)))
 
     # -- showing it (handlers) ----------------------------------------------------------
@@ -281,8 +252,18 @@ class DeploymentsTab(Vertical):
         self._notify_changes(message.endpoints)
         self.endpoints = message.endpoints
         self._fill_table()
-        self._show_details()
         self._show_logs_for_selection()
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        if group == "deployments-load":
+            self.post_message(self.LoadFailed(sentence))
+        elif group == "deployments-logs":
+            self.log_source = None
+            logs = self.query_one("#deploy-logs", DeploymentLog)
+            logs.clear()
+            logs.write_line(sentence)
+        else:  # an operation, the model list, the key
+            self.post_message(self.OperationFailed(sentence))
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:
@@ -311,55 +292,14 @@ class DeploymentsTab(Vertical):
         self.states = states
 
     def _fill_table(self) -> None:
-        table = self.query_one("#deploy-table", DataTable)
-        keep = self.selection
-        table.clear()
-        for info in self.endpoints:
-            table.add_row(
-                Text(info.name, style="bold"),
-                state_text(info.state),
-                _split_text(info),
-                "",
-                key=f"ep:{info.name}",
-            )
-            for dep in info.deployments:
-                share = info.traffic.get(dep.name, 0)
-                table.add_row(
-                    f"  └ {dep.name}",
-                    state_text(dep.state),
-                    f"{share:>3}% {traffic_bar(share, 6)}",
-                    dep.model,
-                    key=f"dep:{info.name}/{dep.name}",
-                )
-        if not self.endpoints:
-            self.selection = None
-            return
-        row = 0
-        if keep is not None:
-            key = (
-                f"dep:{keep.endpoint}/{keep.deployment}"
-                if keep.deployment
-                else f"ep:{keep.endpoint}"
-            )
-            try:
-                row = table.get_row_index(key)
-            except Exception:  # gone since the last refresh
-                row = 0
-        table.move_cursor(row=row, animate=False)
-        self._select_row(row)
+        self.selection = self.query_one(EndpointTable).show(self.endpoints, self.selection)
+        self._show_details()
 
     @on(DataTable.RowHighlighted, "#deploy-table")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._select_row(event.cursor_row)
-
-    def _select_row(self, row: int) -> None:
-        table = self.query_one("#deploy-table", DataTable)
-        if not 0 <= row < table.row_count:
+        selection = self.query_one(EndpointTable).selection_at(event.cursor_row)
+        if selection is None:
             return
-        key = table.coordinate_to_cell_key((row, 0)).row_key.value or ""
-        _kind, _, name = key.partition(":")
-        endpoint, _, deployment = name.partition("/")
-        selection = Selection(endpoint, deployment or None)
         changed = selection != self.selection
         self.selection = selection
         self._show_details()
@@ -368,7 +308,7 @@ class DeploymentsTab(Vertical):
 
     def _show_logs_for_selection(self) -> None:
         selection = self.selection
-        logs = self.query_one("#deploy-logs", Log)
+        logs = self.query_one("#deploy-logs", DeploymentLog)
         title = self.query_one("#deploy-logs-title", Static)
         if selection is None:
             return
@@ -378,7 +318,8 @@ class DeploymentsTab(Vertical):
             logs.clear()
             self.log_source = None
             return
-        title.update(f"Logs · {selection.endpoint}/{deployment} (l reloads)")
+        state = "following · l stops" if self.following_logs else "l follows"
+        title.update(f"Logs · {selection.endpoint}/{deployment} ({state})")
         self._load_logs(selection.endpoint, deployment)
 
     def _main_deployment(self, endpoint: str) -> str | None:
@@ -396,16 +337,15 @@ class DeploymentsTab(Vertical):
         wanted = selection.deployment or self._main_deployment(selection.endpoint)
         if wanted != message.deployment:
             return
-        shown = (message.endpoint, message.deployment, message.error or message.text)
+        shown = (message.endpoint, message.deployment, message.text)
         if shown == self.log_source:
             return  # unchanged: leave the view (and where the user scrolled) alone
         self.log_source = shown
-        logs = self.query_one("#deploy-logs", Log)
+        logs = self.query_one("#deploy-logs", DeploymentLog)
         logs.clear()
-        if message.error:
-            logs.write_line(message.error)
-        else:
-            logs.write_lines(message.text.splitlines() or ["(no log lines yet)"])
+        logs.write_lines(fold_probes(message.text.splitlines()) or ["(no log lines yet)"])
+        if self.following_logs:
+            logs.scroll_end(animate=False)
 
     def _endpoint(self, name: str) -> EndpointInfo | None:
         return next((info for info in self.endpoints if info.name == name), None)
@@ -417,7 +357,7 @@ class DeploymentsTab(Vertical):
         return next((dep for dep in info.deployments if dep.name == name), None)
 
     def _show_details(self) -> None:
-        details = self.query_one("#deploy-details", Static)
+        details = self.query_one(EndpointDetails)
         if not self.endpoints:
             details.update(
                 f"No endpoints on the {self.backend_name} backend yet. Press d to deploy a "
@@ -426,63 +366,72 @@ class DeploymentsTab(Vertical):
             return
         selection = self.selection
         info = self._endpoint(selection.endpoint) if selection else None
-        if info is None:
-            details.update("")
-            return
-        dep = self._deployment(info.name, selection.deployment) if selection.deployment else None
-        details.update(self._details_text(info, dep))
-
-    def _details_text(self, info: EndpointInfo, dep: DeploymentInfo | None) -> Text:
-        text = Text()
-
-        def row(label: str, value: str | Text) -> None:
-            text.append(f"{label:<9}", style="bold")
-            text.append(value)
-            text.append("\n")
-
-        if dep is None:
-            row(
-                "Endpoint",
-                Text.assemble(
-                    f"{info.name}  ",
-                    state_text(info.state),
-                    f"  ({info.backend}, {info.auth_mode} auth)",
-                ),
-            )
-            if info.backend == "local" and info.state.lower() == "stopped":
-                row("", Text("stopped (phiops down or a reboot): s starts it", style="yellow"))
-            row("URI", info.scoring_uri or "(not ready)")
-            row(
-                "Key", Text.assemble(self.masked_keys.get(info.name, "…"), ("  c copies it", "dim"))
-            )
-            row("Traffic", _split_text(info) or "(no deployments)")
-        else:
-            share = info.traffic.get(dep.name, 0)
-            row("Deploy.", Text.assemble(f"{dep.name} on {info.name}  ", state_text(dep.state)))
-            row("Model", dep.model or "?")
-            settings = dep.request_settings
-            row(
-                "Serving",
-                f"{dep.instance_type or 'local process'} × {dep.instance_count} · "
-                f"{settings.max_concurrent_requests_per_instance} at once · "
-                f"timeout {settings.request_timeout_ms // 1000} s",
-            )
-            others = [f"{n} {p}%" for n, p in info.traffic.items() if p and n != dep.name]
-            rest = f"  (the rest: {', '.join(others)})" if others else ""
-            row("Traffic", f"{share}% {traffic_bar(share)}{rest}")
-        text.rstrip()
-        return text
+        dep = None
+        if info is not None and selection is not None and selection.deployment:
+            dep = self._deployment(info.name, selection.deployment)
+        details.show(info, dep, self.masked_keys.get(info.name, "") if info else "")
 
     # -- operations -------------------------------------------------------------------
+    #
+    # Every change goes the same way: an action checks what it can, opens a dialog when it
+    # asks something (`ask_then_run`), and the answer becomes an `Operation` that
+    # `run_operation` runs in a worker, one at a time, its progress in the status line.
 
-    def _start(self, what: str) -> bool:
-        """Claim the tab for one operation at a time; False (and a toast) if one runs."""
+    def _still_busy(self) -> bool:
+        """True (and a toast saying what runs) while an operation runs: one at a time, and
+        no question asked that could not be acted on."""
         if self.busy:
             self.notify(f"Wait: {self.busy} is still running.", severity="warning", markup=False)
-            return False
-        self.busy = what
-        self._status(f"{what}…")
-        return True
+        return bool(self.busy)
+
+    def run_operation(self, operation: Operation) -> None:
+        """Run `operation` in a worker unless another one runs (then say which)."""
+        if self._still_busy():
+            return
+        self.busy = operation.doing
+        self._status(f"{operation.doing}…")
+
+        def run() -> None:
+            self.post_message(self.OperationDone(operation.call(self._backend())))
+
+        self.run_worker(
+            run,
+            name=operation.doing,
+            group="deployments-op",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def ask_then_run(
+        self, screen: Modal[ResultT], operation: Callable[[ResultT], Operation | None]
+    ) -> None:
+        """Open `screen`; an answer (not None, not "no") becomes the operation to run. While
+        another operation runs, nothing is asked."""
+        if self._still_busy():
+            return
+
+        def answered(result: ResultT) -> None:
+            if result is None or result is False:
+                return
+            chosen = operation(result)
+            if chosen is not None:
+                self.run_operation(chosen)
+
+        self.open_dialog(screen, answered)
+
+    def confirm_then_run(
+        self, title: str, body: str, yes: str, operation: Callable[[], Operation]
+    ) -> None:
+        """Ask yes or no (`ConfirmScreen`: y, n, Enter on the focused "No"); yes runs it."""
+        from tui.screens import ConfirmScreen
+
+        self.ask_then_run(ConfirmScreen(title, body, yes=yes), lambda _yes: operation())
+
+    def _progress_callback(self) -> Callable[[str], None]:
+        """For a backend call's `progress=`: each phrase to the status line (any thread)."""
+        post, message = self.post_message, self.OperationProgress
+        return lambda text: post(message(text))
 
     def _status(self, text: str) -> None:
         self.query_one("#deploy-status", Static).update(Text(text, style="bold"))
@@ -495,16 +444,6 @@ class DeploymentsTab(Vertical):
                 "Select an endpoint first (there are none yet: press d to deploy).", markup=False
             )
         return info
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-op")
-    def _run_operation(self, what: str, call: Callable[[Backend], str]) -> None:
-        """Run `call(backend)` off the UI thread; it returns the summary to show."""
-        try:
-            summary = call(self._backend())
-        except Exception as error:
-            self.post_message(self.OperationFailed(error_sentence(error, what)))
-            return
-        self.post_message(self.OperationDone(summary))
 
     @on(OperationProgress)
     def _progress(self, message: OperationProgress) -> None:
@@ -530,19 +469,20 @@ class DeploymentsTab(Vertical):
 
     def action_deploy(self) -> None:
         """Pick a registered model version and deploy it (blue/green on an existing endpoint)."""
-        if self.busy:
-            self._start("deploy")  # says what is running
+        if self._still_busy():
             return
         self._status("Listing model versions…")
         self._load_models()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-models")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-models",
+        name="Listing model versions",
+    )
     def _load_models(self) -> None:
-        try:
-            models = self._backend().models()
-        except Exception as error:
-            self.post_message(self.OperationFailed(error_sentence(error, "Listing model versions")))
-            return
+        models = self._backend().models()
         self.post_message(self.ModelsLoaded(models))
 
     @on(ModelsLoaded)
@@ -567,7 +507,7 @@ class DeploymentsTab(Vertical):
             self._charges_warning(),
             self.services.config.deployment_name,
         )
-        open_dialog(self, screen, self._deploy_chosen)
+        self.ask_then_run(screen, self._deploy)
 
     def _charges_warning(self) -> str:
         if self.backend_name != "azure":
@@ -579,13 +519,8 @@ class DeploymentsTab(Vertical):
             "delete it."
         )
 
-    def _deploy_chosen(self, request: DeployRequest | None) -> None:
-        if request is None or not self._start(
-            f"Deploying {request.model.ref} to {request.endpoint}"
-        ):
-            return
-        post = self.post_message
-        progress_message = self.OperationProgress
+    def _deploy(self, request: DeployRequest) -> Operation:
+        progress = self._progress_callback()
 
         def deploy(backend: Backend) -> str:
             info = backend.deploy(
@@ -593,17 +528,16 @@ class DeploymentsTab(Vertical):
                 request.endpoint,
                 request.deployment,
                 request.traffic,
-                progress=lambda text: post(progress_message(text)),
+                progress=progress,
             )
-            split = ", ".join(f"{name} {pct}%" for name, pct in info.traffic.items())
-            return f"Deployed {request.model.ref} to {info.name} ({split})."
+            return f"Deployed {request.model.ref} to {info.name} ({split_text(info.traffic)})."
 
-        self._run_operation("Deploying", deploy)
+        return Operation(f"Deploying {request.model.ref} to {request.endpoint}", deploy)
 
     # traffic and rollback
 
     def action_shift_traffic(self) -> None:
-        """Give one deployment of the selected endpoint a share of the traffic."""
+        """Set the selected endpoint's traffic split, one share per deployment."""
         from tui.tabs.deployments_dialogs import TrafficScreen
 
         info = self._need_endpoint()
@@ -616,126 +550,116 @@ class DeploymentsTab(Vertical):
                 markup=False,
             )
             return
-        open_dialog(self, TrafficScreen(info), lambda plan: self._traffic_chosen(info.name, plan))
+        endpoint = info.name
 
-    def _traffic_chosen(self, endpoint: str, plan: dict[str, int] | None) -> None:
-        if plan is None or not self._start(f"Shifting traffic on {endpoint}"):
-            return
+        def shift(plan: dict[str, int]) -> Operation:
+            def call(backend: Backend) -> str:
+                return (
+                    f"{endpoint} traffic: {split_text(backend.set_traffic(endpoint, plan).traffic)}"
+                )
 
-        def shift(backend: Backend) -> str:
-            info = backend.set_traffic(endpoint, plan)
-            return f"{endpoint} traffic: " + ", ".join(f"{n} {p}%" for n, p in info.traffic.items())
+            return Operation(f"Shifting traffic on {endpoint}", call)
 
-        self._run_operation("Shifting traffic", shift)
+        self.ask_then_run(TrafficScreen(info), shift)
 
     def action_rollback(self) -> None:
-        """Restore the selected endpoint's split from before its last shift."""
-        from tui.tabs.deployments_dialogs import ConfirmScreen
+        """Restore the selected endpoint's split from before its last shift; the dialog
+        says which split that is."""
+        from core.bluegreen import rollback_plan
+        from core.errors import PhiopsError
 
         info = self._need_endpoint()
         if info is None:
             return
-        body = (
-            f"Restore the traffic split {info.name} had before its last change?\n"
-            f"Now: {_split_text(info) or 'no traffic'}."
-        )
-        screen = ConfirmScreen(f"Roll back {info.name}", body, confirm="Roll back")
-        open_dialog(self, screen, lambda yes: self._rollback_confirmed(info.name, yes))
-
-    def _rollback_confirmed(self, endpoint: str, yes: bool | None) -> None:
-        if not yes or not self._start(f"Rolling back {endpoint}"):
+        endpoint = info.name
+        try:
+            restored = rollback_plan(_serving(info.traffic), _serving(info.previous_traffic))
+        except PhiopsError as error:
+            self.notify(str(error), severity="warning", markup=False)
             return
 
-        def rollback(backend: Backend) -> str:
-            info = backend.rollback(endpoint)
-            return f"Rolled back {endpoint}: " + ", ".join(
-                f"{n} {p}%" for n, p in info.traffic.items()
-            )
+        def rollback() -> Operation:
+            def call(backend: Backend) -> str:
+                return f"Rolled back {endpoint}: {split_text(backend.rollback(endpoint).traffic)}"
 
-        self._run_operation("Rolling back", rollback)
+            return Operation(f"Rolling back {endpoint}", call)
+
+        body = (
+            f"Restore the split {endpoint} had before its last change?\n"
+            f"Now:      {split_text(info.traffic) or 'no traffic'}\n"
+            f"Restores: {split_text(restored)}"
+        )
+        self.confirm_then_run(f"Roll back {endpoint}", body, "Roll back", rollback)
 
     # deleting
 
     def action_delete_selected(self) -> None:
-        """Delete what the cursor is on: a deployment row or an endpoint row."""
-        if self.selection is not None and self.selection.deployment is None:
-            self.action_delete_endpoint()
-        else:
-            self.action_delete_deployment()
+        """x: delete the selected deployment. Never the endpoint (that takes X): on an
+        endpoint row it says so."""
+        self.action_delete_deployment()
 
     def action_delete_deployment(self) -> None:
         """Delete the selected deployment, once it takes no traffic."""
         from core.bluegreen import without
         from core.errors import PhiopsError
-        from tui.tabs.deployments_dialogs import ConfirmScreen
 
         selection = self.selection
         if selection is None or selection.deployment is None:
-            self.notify("Select a deployment row (└ name) to delete it.", markup=False)
+            self.notify(
+                "x deletes a deployment: select its row (└ name). X deletes the whole endpoint.",
+                markup=False,
+            )
             return
         info = self._endpoint(selection.endpoint)
         if info is None:
             return
-        name = selection.deployment
+        endpoint, name = info.name, selection.deployment
         try:
             without(info.traffic, name)
         except PhiopsError as error:
             self.notify(str(error), severity="warning", markup=False)
             return
+
+        def delete() -> Operation:
+            def call(backend: Backend) -> str:
+                backend.delete_deployment(endpoint, name)
+                return f"Deleted deployment {endpoint}/{name}."
+
+            self.selection = Selection(endpoint)
+            return Operation(f"Deleting {endpoint}/{name}", call)
+
         body = (
-            f"Delete deployment {name} of {info.name}? Its model server stops; "
+            f"Delete deployment {name} of {endpoint}? Its model server stops; "
             "this cannot be undone."
         )
-        screen = ConfirmScreen(f"Delete {info.name}/{name}", body)
-        open_dialog(
-            self, screen, lambda yes: self._delete_deployment_confirmed(info.name, name, yes)
-        )
-
-    def _delete_deployment_confirmed(
-        self, endpoint: str, deployment: str, yes: bool | None
-    ) -> None:
-        if not yes or not self._start(f"Deleting {endpoint}/{deployment}"):
-            return
-
-        def delete(backend: Backend) -> str:
-            backend.delete_deployment(endpoint, deployment)
-            return f"Deleted deployment {endpoint}/{deployment}."
-
-        self.selection = Selection(endpoint)
-        self._run_operation("Deleting the deployment", delete)
+        self.confirm_then_run(f"Delete {endpoint}/{name}", body, "Delete", delete)
 
     def action_delete_endpoint(self) -> None:
         """Delete the selected endpoint with all its deployments."""
-        from tui.tabs.deployments_dialogs import ConfirmScreen
-
         info = self._need_endpoint()
         if info is None:
             return
+        endpoint = info.name
+
+        def delete() -> Operation:
+            def call(backend: Backend) -> str:
+                backend.delete_endpoint(endpoint)
+                return f"Deleted endpoint {endpoint}."
+
+            self.selection = None
+            return Operation(f"Deleting {endpoint}", call)
+
         names = ", ".join(d.name for d in info.deployments) or "no deployments"
         body = (
-            f"Delete endpoint {info.name} and its deployments ({names})? Its scoring URI and "
+            f"Delete endpoint {endpoint} and its deployments ({names})? Its scoring URI and "
             "keys stop working; this cannot be undone."
         )
-        screen = ConfirmScreen(f"Delete endpoint {info.name}", body, confirm="Delete endpoint")
-        open_dialog(self, screen, lambda yes: self._delete_endpoint_confirmed(info.name, yes))
-
-    def _delete_endpoint_confirmed(self, endpoint: str, yes: bool | None) -> None:
-        if not yes or not self._start(f"Deleting {endpoint}"):
-            return
-
-        def delete(backend: Backend) -> str:
-            backend.delete_endpoint(endpoint)
-            return f"Deleted endpoint {endpoint}."
-
-        self.selection = None
-        self._run_operation("Deleting the endpoint", delete)
+        self.confirm_then_run(f"Delete endpoint {endpoint}", body, "Delete endpoint", delete)
 
     # starting and stopping (local)
 
     def action_start_stop(self) -> None:
         """Start the selected local endpoint if it is stopped, else stop it (asks first)."""
-        from tui.tabs.deployments_dialogs import ConfirmScreen
-
         info = self._need_endpoint()
         if info is None:
             return
@@ -745,33 +669,31 @@ class DeploymentsTab(Vertical):
                 markup=False,
             )
             return
+        endpoint = info.name
         if info.state.lower() == "stopped":
-            self._start_stop_confirmed(info.name, "start", True)
+            progress = self._progress_callback()
+
+            def start(backend: Backend) -> str:
+                started = backend.start_endpoint(  # type: ignore[attr-defined]  # local only
+                    endpoint, progress=progress
+                )
+                return f"Started {endpoint} at {started.scoring_uri}."
+
+            self.run_operation(Operation(f"Starting {endpoint}", start))
             return
+
+        def stop() -> Operation:
+            def call(backend: Backend) -> str:
+                backend.stop_endpoint(endpoint)  # type: ignore[attr-defined]
+                return f"Stopped {endpoint}."
+
+            return Operation(f"Stopping {endpoint}", call)
+
         body = (
-            f"Stop endpoint {info.name}? Its processes stop; its deployments, traffic split, "
+            f"Stop endpoint {endpoint}? Its processes stop; its deployments, traffic split, "
             "keys and URI are kept, and s starts it again."
         )
-        screen = ConfirmScreen(f"Stop endpoint {info.name}", body, confirm="Stop")
-        open_dialog(self, screen, lambda yes: self._start_stop_confirmed(info.name, "stop", yes))
-
-    def _start_stop_confirmed(self, endpoint: str, verb: str, yes: bool | None) -> None:
-        doing = {"start": "Starting", "stop": "Stopping"}[verb]
-        if not yes or not self._start(f"{doing} {endpoint}"):
-            return
-        post = self.post_message
-        progress_message = self.OperationProgress
-
-        def start_or_stop(backend: Backend) -> str:
-            if verb == "start":
-                info = backend.start_endpoint(  # type: ignore[attr-defined]  # local only
-                    endpoint, progress=lambda text: post(progress_message(text))
-                )
-                return f"Started {endpoint} at {info.scoring_uri}."
-            backend.stop_endpoint(endpoint)  # type: ignore[attr-defined]
-            return f"Stopped {endpoint}."
-
-        self._run_operation(f"{doing} the endpoint", start_or_stop)
+        self.confirm_then_run(f"Stop endpoint {endpoint}", body, "Stop", stop)
 
     # copying and logs
 
@@ -781,13 +703,15 @@ class DeploymentsTab(Vertical):
         if info is not None:
             self._fetch_key(info.name)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="deployments-key")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="deployments-key",
+        name="Reading the key",
+    )
     def _fetch_key(self, endpoint: str) -> None:
-        try:
-            key = self._backend().endpoint_keys(endpoint).primary
-        except Exception as error:
-            self.post_message(self.OperationFailed(error_sentence(error, "Reading the key")))
-            return
+        key = self._backend().endpoint_keys(endpoint).primary
         self.post_message(self.KeyFetched(endpoint, key))
 
     @on(KeyFetched)
@@ -815,10 +739,24 @@ class DeploymentsTab(Vertical):
         self.notify(f"Copied {info.scoring_uri}", markup=False)
 
     def action_show_logs(self) -> None:
-        """Reload the selected deployment's recent logs and focus them."""
+        """l: follow the selected deployment's logs (read every LOG_FOLLOW_SECONDS, the view
+        at the end), or stop following. Health-probe lines are folded."""
+        logs = self.query_one("#deploy-logs", DeploymentLog)
+        if self._log_timer is None:
+            self._log_timer = self.set_interval(LOG_FOLLOW_SECONDS, self._show_logs_for_selection)
+            logs.auto_scroll = True
+            logs.focus()
+            logs.scroll_end(animate=False)
+        else:
+            self._log_timer.stop()
+            self._log_timer = None
         self._show_logs_for_selection()
-        self.query_one("#deploy-logs", Log).focus()
+
+    @property
+    def following_logs(self) -> bool:
+        return self._log_timer is not None
 
 
-def _split_text(info: EndpointInfo) -> str:
-    return " / ".join(f"{name} {pct}%" for name, pct in info.traffic.items() if pct) or ""
+def _serving(split: dict[str, int] | None) -> dict[str, int]:
+    """The deployments of a split that take traffic (a 0% share changes nothing)."""
+    return {name: share for name, share in (split or {}).items() if share}

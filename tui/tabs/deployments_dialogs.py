@@ -1,8 +1,7 @@
-"""The Deployments tab's dialogs: confirm, deploy a model version, shift traffic.
+"""The Deployments tab's dialogs: deploy a model version, shift traffic.
 
-Each is a modal screen that returns a plain value through `dismiss` and does no work of
-its own; the tab runs the operation in a worker. Keyboard first: Escape cancels, Tab moves,
-Enter in an input submits, and a destructive dialog opens with Cancel focused.
+Each is a `tui.screens.Modal` that returns a plain value through `dismiss` and does no work
+of its own; the tab runs the operation in a worker (confirmations are `ConfirmScreen`).
 """
 
 from __future__ import annotations
@@ -14,85 +13,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.screens import FOCUS_KEYS
+from tui.screens import Modal, say
 
 if TYPE_CHECKING:
     from core.backend import EndpointInfo, ModelVersion
-
-
-def say(widget: Static, text: str) -> None:
-    """Show a one-line message in a dialog; an empty one takes no room."""
-    widget.update(text)
-    widget.display = bool(text)
-
-
-class Dialog(ModalScreen):
-    """A centred box that fits 80×24; Escape cancels."""
-
-    DEFAULT_CSS = """
-    Dialog { align: center middle; }
-    Dialog > #dialog {
-        width: 74; max-width: 100%; height: auto; max-height: 100%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    Dialog .dialog-title { text-style: bold; width: 1fr; margin-bottom: 1; }
-    Dialog .dialog-warning { color: $warning; margin-top: 1; }
-    Dialog .dialog-error { color: $error; height: auto; display: none; }
-    Dialog .dialog-hint { color: $text-muted; }
-    Dialog .dialog-buttons { height: auto; align-horizontal: right; margin-top: 1; }
-    Dialog .dialog-buttons Button { margin-left: 1; min-width: 10; }
-    Dialog Label { margin-top: 1; }
-    Dialog .dialog-row Label { margin-top: 0; }
-    Dialog OptionList { height: auto; max-height: 6; }
-    Dialog Input { width: 1fr; }
-    """
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        *FOCUS_KEYS,
-    ]
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class ConfirmScreen(Dialog):
-    """Yes/no for anything destructive; returns True only when the user confirms."""
-
-    def __init__(self, title: str, body: str, confirm: str = "Delete", warning: str = "") -> None:
-        super().__init__()
-        self.title_text = title
-        self.body = body
-        self.confirm_label = confirm
-        self.warning = warning
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static(self.title_text, classes="dialog-title", markup=False)
-            yield Static(self.body, id="confirm-body", markup=False)
-            if self.warning:
-                yield Static(self.warning, classes="dialog-warning", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button(self.confirm_label, id="confirm", variant="error")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed, "#confirm")
-    def _confirm(self) -> None:
-        self.dismiss(True)
 
 
 @dataclass
@@ -114,11 +41,11 @@ def parse_share(text: str) -> int:
     return share
 
 
-class DeployScreen(Dialog):
+class DeployScreen(Modal[DeployRequest]):
     """Pick a registered model version and where it goes; returns a `DeployRequest`."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Deploy", id="dialog.submit")
+        Binding("ctrl+s", "submit", "Deploy", id="deploy.submit")
     ]
 
     def __init__(
@@ -130,6 +57,7 @@ class DeployScreen(Dialog):
         deployment: str = "",
     ) -> None:
         super().__init__()
+        self.title_text = "Deploy a model version"
         self.default_deployment = deployment  # the config's fixed name, if it has one
         self.models = models
         self.endpoints = {info.name: info for info in endpoints}
@@ -137,35 +65,29 @@ class DeployScreen(Dialog):
         self.warning = warning
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static("Deploy a model version", classes="dialog-title")
+        with Vertical(id="box"):
+            yield Static(self.title_text, classes="title")
             yield OptionList(
                 *[Option(_model_label(model), id=model.ref) for model in self.models],
                 id="deploy-models",
             )
-            with Horizontal(classes="dialog-row"):
+            with Horizontal(classes="row"):
                 with Vertical():
                     yield Label("Endpoint")
                     yield Input(self.default_endpoint, id="deploy-endpoint")
                 with Vertical():
                     yield Label("Deployment")
                     yield Input(id="deploy-deployment")
-                with Vertical(classes="dialog-narrow"):
+                with Vertical(classes="narrow"):
                     yield Label("Traffic %")
                     yield Input("100", id="deploy-traffic", type="integer", max_length=3)
-            yield Static("", id="deploy-hint", classes="dialog-hint")
-            yield Static("", id="deploy-error", classes="dialog-error")
+            yield Static("", id="deploy-hint", classes="hint")
+            yield Static("", id="deploy-error", classes="error")
             if self.warning:
-                yield Static(self.warning, classes="dialog-warning", markup=False)
-            with Horizontal(classes="dialog-buttons"):
+                yield Static(self.warning, classes="warning", markup=False)
+            with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Deploy", id="submit", variant="primary")
-
-    DEFAULT_CSS = """
-    DeployScreen .dialog-row { height: auto; }
-    DeployScreen .dialog-row Vertical { height: auto; width: 1fr; }
-    DeployScreen .dialog-row .dialog-narrow { width: 13; }
-    """
 
     def on_mount(self) -> None:
         options = self.query_one("#deploy-models", OptionList)
@@ -217,10 +139,6 @@ class DeployScreen(Dialog):
         model = self.models[options.highlighted]
         self.dismiss(DeployRequest(model, endpoint, deployment, traffic))
 
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
 
 def _model_label(model: ModelVersion) -> str:
     import time
@@ -233,93 +151,111 @@ def _model_label(model: ModelVersion) -> str:
     return " · ".join(parts)  # one line in the 70 columns the dialog has at 80×24
 
 
-class TrafficScreen(Dialog):
-    """Give one deployment a share; the others scale down. Returns the new split."""
+class TrafficScreen(Modal[dict[str, int]]):
+    """The split, one editable share per deployment, opened on the current split; below,
+    exactly what Apply sends. With two deployments, typing one share sets the other to the
+    rest. ↑/↓ move between the shares, Enter or ctrl+s applies. Returns the new split."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Apply", id="dialog.submit")
+        Binding("ctrl+s", "submit", "Apply", id="traffic.submit"),
+        Binding("down", "move(1)", "Next share", show=False),
+        Binding("up", "move(-1)", "Previous share", show=False),
     ]
 
     def __init__(self, endpoint: EndpointInfo) -> None:
         super().__init__()
         self.endpoint = endpoint
-        self.current = {d.name: endpoint.traffic.get(d.name, 0) for d in endpoint.deployments}
+        self.names = [d.name for d in endpoint.deployments]
+        self.current = {name: endpoint.traffic.get(name, 0) for name in self.names}
         self.plan: dict[str, int] | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static(f"Shift traffic on {self.endpoint.name}", classes="dialog-title")
-            yield OptionList(
-                *[
-                    Option(
-                        f"{d.name:<10} {self.current[d.name]:>3}%  {d.model}  {d.state}", id=d.name
+        width = max(len(name) for name in self.names)
+        with Vertical(id="box"):
+            yield Static(f"Shift traffic on {self.endpoint.name}", classes="title")
+            yield Static("Each deployment's share of the requests, in %:", classes="hint")
+            for index, dep in enumerate(self.endpoint.deployments):
+                with Horizontal(classes="share"):
+                    yield Label(
+                        f"{dep.name:<{width}}  {dep.model}  {dep.state}",
+                        classes="name",
+                        markup=False,
                     )
-                    for d in self.endpoint.deployments
-                ],
-                id="traffic-deployments",
-            )
-            yield Label("Share for the highlighted deployment (%)")
-            yield Input(id="traffic-share", type="integer", max_length=3)
+                    yield Input(
+                        str(self.current[dep.name]),
+                        id=f"share-{index}",
+                        type="integer",
+                        max_length=3,
+                        compact=True,
+                    )
+                    yield Label("%")
             yield Static("", id="traffic-plan")
-            yield Static("", id="traffic-error", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
+            yield Static("", id="traffic-error", classes="error")
+            with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
-                yield Button("Apply", id="submit", variant="primary")
+                yield Button("Apply (ctrl+s)", id="submit", variant="primary")
 
     def on_mount(self) -> None:
-        options = self.query_one("#traffic-deployments", OptionList)
-        # Start on the deployment with the least traffic: the usual one to shift towards.
-        names = list(self.current)
-        options.highlighted = names.index(min(names, key=lambda n: self.current[n]))
-        options.focus()
-
-    @on(OptionList.OptionHighlighted, "#traffic-deployments")
-    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        name = event.option.id or ""
-        share = 100 if self.current.get(name, 0) < 100 else 0
-        self.query_one("#traffic-share", Input).value = str(share)
+        self.shares[0].focus()
         self._update_plan()
 
-    @on(OptionList.OptionSelected, "#traffic-deployments")
-    def _selected(self) -> None:
-        self.query_one("#traffic-share", Input).focus()
+    @property
+    def shares(self) -> list[Input]:
+        return list(self.query(".share Input").results(Input))
 
-    @on(Input.Changed, "#traffic-share")
+    def action_move(self, step: int) -> None:
+        shares = self.shares
+        focused = self.focused
+        index = shares.index(focused) if focused in shares else -step
+        shares[(index + step) % len(shares)].focus()
+
+    @on(Input.Changed, ".share Input")
+    def _share_changed(self, event: Input.Changed) -> None:
+        shares = self.shares
+        if len(shares) == 2 and event.input.has_focus:  # the user's typing: balance the other
+            other = shares[1 - shares.index(event.input)]
+            try:
+                rest = 100 - parse_share(event.value)
+            except ValueError:
+                pass
+            else:
+                with other.prevent(Input.Changed):
+                    other.value = str(rest)
+        self._update_plan()
+
     def _update_plan(self) -> None:
-        from core.bluegreen import shift_traffic
+        from core.bluegreen import validate_traffic
         from core.errors import PhiopsError
 
         plan_view = self.query_one("#traffic-plan", Static)
         error = self.query_one("#traffic-error", Static)
-        options = self.query_one("#traffic-deployments", OptionList)
         self.plan = None
-        if options.highlighted is None:
-            return
-        name = list(self.current)[options.highlighted]
         try:
-            share = parse_share(self.query_one("#traffic-share", Input).value)
-            self.plan = shift_traffic(self.current, name, share)
+            typed = {
+                name: parse_share(share.value)
+                for name, share in zip(self.names, self.shares, strict=True)
+            }
+            self.plan = validate_traffic(typed, self.names)
         except (ValueError, PhiopsError) as problem:
             plan_view.update("")
             say(error, str(problem))
             return
         say(error, "")
-        plan_view.update(
-            "  ".join(
-                f"{dep} {self.current.get(dep, 0)}% → {pct}%" for dep, pct in self.plan.items()
-            )
+        if self.plan == self.current:
+            plan_view.update("Type the new shares; this is the split now.")
+            return
+        changes = ", ".join(
+            f"{name} {self.current[name]}% → {pct}%" for name, pct in self.plan.items()
         )
+        plan_view.update(f"Apply sets: {changes}")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#submit")
     def action_submit(self) -> None:
+        self._update_plan()
         if self.plan is None:
             return
         if self.plan == self.current:
             say(self.query_one("#traffic-error", Static), "That is the split already.")
             return
         self.dismiss(self.plan)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)

@@ -22,7 +22,9 @@ from textual import events
 from textual.screen import ModalScreen
 from textual.widget import Widget
 
-RESTORE_AFTER_S = (0.0, 0.1, 0.3, 0.6, 1.0)
+# After a dialog closes: try at once (after the next refresh), then at these delays. No
+# zero-second timer: Textual's timer divides by its interval when the loop runs late.
+RESTORE_AFTER_S = (0.1, 0.3, 0.6, 1.0)
 
 
 class SteadyFocus:
@@ -42,6 +44,7 @@ def open_dialog(owner: Widget, screen: ModalScreen, then: Callable[[Any], object
 
     def closed(result: Any) -> None:
         then(result)
+        owner.call_after_refresh(_restore_focus, owner, before)
         for delay in RESTORE_AFTER_S:
             owner.set_timer(delay, lambda: _restore_focus(owner, before))
 

@@ -11,27 +11,27 @@ fed from the trainer's progress events (locally) or the run's metrics (Azure).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container, Vertical
+from textual.containers import Container
 from textual.message import Message
-from textual.widgets import DataTable, Input, Log, Static
-from textual.worker import get_current_worker
+from textual.widgets import DataTable, Input, Static
 
 from tui.logfeed import LogFeed
 from tui.messages import BackendChanged, JobsUnavailable, JobsUpdated
+from tui.streaming import run_stream
+from tui.tabs.base import AppTab
 from tui.tabs.sentences import error_sentence
 from tui.widgets.chart import LossChart
+from tui.widgets.joblog import JobLog
 
 if TYPE_CHECKING:
-    from core.backend import JobInfo, JobSpec
+    from core.backend import JobInfo, JobSpec, LogLine
     from core.jobevents import ProgressSnapshot
     from tui.tabs.jobs_dialogs import SubmitForm
 
@@ -94,17 +94,22 @@ def loss_points(events: list[dict[str, Any]]) -> tuple[list, list]:
     return loss, eval_loss
 
 
-class JobsTab(Vertical):
+class JobsTab(AppTab):
     """Jobs, the selected job's live log and loss chart; submit, cancel, resume."""
 
     HELP = """
 The list shows every job of the backend, newest first, with its status (yellow queued,
 cyan running, green completed, red failed, magenta canceled). The selected job's log
-follows its end as it is written; scroll up or press f to pause following, f again to
-resume. / filters the log (Escape clears). The chart draws the training loss (cyan) and
-evaluation loss (magenta) by step. s opens the submit form (ctrl+s submits), x cancels
+follows its end as it is written; scroll up or press f to pause (the badge on the log's
+border says which), f or G goes back to the end and follows. w wraps long lines (without
+it → scrolls). / filters the log, matches highlighted (Escape clears; paused, the view
+keeps its place). The chart draws the training loss (cyan) and
+evaluation loss (magenta) by step. s opens the submit form (ctrl+s submits; it opens on
+the configured or last-used base model and offers the project's model folders), S opens it
+filled with the selected job's settings, x cancels
 the selected job after asking (the trainer saves a checkpoint), R resumes a canceled or
-failed job from its checkpoint, m registers a completed job's model (to deploy it).
+failed job from its checkpoint, m registers a completed job's model (to deploy it; a second
+time it asks first). A queued job's line says what it waits for.
 """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -112,7 +117,10 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         Binding("x", "cancel", "Cancel job", id="jobs.cancel"),
         Binding("f", "toggle_follow", "Pause/follow", id="jobs.follow"),
         Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("G", "follow_end", "End and follow", show=False, id="jobs.end"),
+        Binding("w", "wrap", "Wrap", show=False, id="jobs.wrap"),
         Binding("R", "resume", "Resume", show=False, id="jobs.resume"),
+        Binding("S", "resubmit", "Submit again", show=False, id="jobs.resubmit"),
         Binding("m", "register", "Register model", show=False, id="jobs.register"),
         Binding("r", "refresh", "Refresh", show=False, id="jobs.refresh"),
     ]
@@ -128,14 +136,29 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             self.generation, self.error = generation, error
 
     class ProgressRead(Message, bubble=False):
-        def __init__(self, generation: int, events: list, offset: int, points: tuple) -> None:
+        """Progress of the selected job: new events and loss points; `whole` when the
+        points are the whole series (Azure's metrics), not what came since the last read."""
+
+        def __init__(
+            self, generation: int, events: list, offset: int, points: tuple, whole: bool = False
+        ) -> None:
             super().__init__()
-            self.generation, self.events, self.offset, self.points = (
-                generation,
-                events,
-                offset,
-                points,
-            )
+            self.generation, self.events, self.offset = generation, events, offset
+            self.points, self.whole = points, whole
+
+    class FormReady(Message, bubble=False):
+        """The project's model folders were listed: the submit form can open."""
+
+        def __init__(self, form: SubmitForm | None, models: list[str], title: str) -> None:
+            super().__init__()
+            self.form, self.models, self.title = form, models, title
+
+    class Registered(Message, bubble=False):
+        """The registry's versions made from `job` (empty: none yet)."""
+
+        def __init__(self, job: str, versions: list[str]) -> None:
+            super().__init__()
+            self.job, self.versions = job, versions
 
     class Done(Message, bubble=False):
         """An operation finished: a sentence, its severity, and a job to select, if any."""
@@ -158,14 +181,12 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.draft: SubmitForm | None = None  # the form of a submit that failed, kept
         self.generation = 0
         self.feed: LogFeed | None = None
-        self.recent: deque[str] = deque(maxlen=MAX_LINES)
-        self.filter = ""
-        self.following = True
         self.log_ended = False
         self.snapshot: ProgressSnapshot | None = None
         self.events_offset = 0
         self.reading_progress = False
         self.progress_final = False
+        self.progress_problem = ""  # why the last progress read failed, if it did
         self._want: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -176,7 +197,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         yield Static("Loading jobs…", id="jobs-progress", markup=False)
         with Container(id="jobs-body"):
             yield LossChart(id="jobs-chart")
-            yield Log(id="jobs-log", max_lines=MAX_LINES, auto_scroll=True)
+            yield JobLog(id="jobs-log", keep=MAX_LINES)
         yield Input(
             placeholder="filter the log (Enter keeps it, Escape clears)",
             id="jobs-filter",
@@ -197,8 +218,16 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.query_one(DataTable).focus()
 
     @property
-    def services(self):
-        return self.app.services  # type: ignore[attr-defined]
+    def log(self) -> JobLog:
+        return self.query_one(JobLog)
+
+    @property
+    def following(self) -> bool:
+        return self.log.following
+
+    @property
+    def filter(self) -> str:
+        return self.log.needle
 
     # -- the list -------------------------------------------------------------------------
 
@@ -211,6 +240,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
     def show_jobs(self, jobs: list[JobInfo]) -> None:
         table = self.query_one(DataTable)
         before = [job.name for job in self.jobs]
+        was = self.job(self.selected)
         self.jobs = list(jobs)
         if [job.name for job in jobs] == before:
             for job in jobs:  # same rows: update in place, the cursor stays put
@@ -234,6 +264,12 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         elif self.selected not in names:
             table.move_cursor(row=0, animate=False)
             self.select(jobs[0].name)
+        else:
+            now = self.job(self.selected)
+            assert now is not None
+            resumed = was is not None and was.status.is_final and not now.status.is_final
+            if resumed:  # here (R) or elsewhere: follow the new run's log and progress
+                self.select(now.name)
         self._show_progress()
 
     def job(self, name: str | None) -> JobInfo | None:
@@ -252,12 +288,12 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
 
         self.selected = name
         self.generation += 1
-        self.recent.clear()
-        self.query_one(Log).clear()
+        self.log.reset()
         self.query_one(LossChart).clear("waiting for the first logged step")
         self.snapshot = ProgressSnapshot()
         self.events_offset = 0
         self.progress_final = False
+        self.progress_problem = ""
         self.log_ended = False
         generation = self.generation
         self.feed = LogFeed(lambda: self.post_message(self.LogReady(generation)), keep=MAX_LINES)
@@ -280,86 +316,87 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         snapshot = self.snapshot
         if job.status.is_final and job.error:
             text.append(job.error.splitlines()[-1])
+        elif str(job.status) in ("Queued", "NotStarted"):
+            text.append(self._waits_for(job))
         elif snapshot is not None and snapshot.phase in ("failed", "interrupted"):
             text.append(snapshot.message or snapshot.phase)
         elif snapshot is not None and (snapshot.phase or snapshot.step is not None):
             text.append(snapshot.describe())
-        state = "⏸ paused (f follows)" if not self.following else "following"
-        text.append(f"  │ log {state}", style="dim")
-        if self.filter:
-            text.append(f" │ filter: {self.filter}", style="bold yellow")
+        if self.progress_problem:
+            text.append(f"  {self.progress_problem}", style="dim red")
         if self.feed is not None and self.feed.dropped:
             text.append(f" │ {self.feed.dropped:,} older lines skipped", style="dim")
         self.query_one("#jobs-progress", Static).update(text)
+
+    def _waits_for(self, job: JobInfo) -> str:
+        """What a queued job waits for, in a few words."""
+        if job.backend == "azure":
+            return f"waiting for a node of {self.services.config.compute_name} (it may scale up)"
+        running = [other.name for other in self.jobs if str(other.status) == "Running"]
+        if str(job.status) == "NotStarted":
+            return "starting"
+        if running:
+            return f"waits for {running[0]} to end (local jobs run one at a time)"
+        return "waits for its turn (local jobs run one at a time)"
 
     # -- the log --------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="jobs-log", exit_on_error=False)
     def _follow(self, name: str, generation: int, feed: LogFeed) -> None:
-        """Run the backend's async log stream on this thread's own loop; stop when the job
-        ends, or when another job is selected (this worker is then cancelled)."""
-        worker = get_current_worker()
+        """Run the backend's async log stream (`tui.streaming`); stop when the job ends, or
+        when another job is selected (this worker is then cancelled)."""
         pending: list[str] = []
 
-        async def pump() -> None:
-            backend = self.services.backend()
-            async for line in backend.stream_logs(name, 0, follow=True):
-                pending.append(line.text)
-                if len(pending) >= 512:
-                    feed.add(pending[:])
-                    pending.clear()
+        def flush() -> None:
+            if pending:
+                feed.add(pending[:])
+                pending.clear()
+            feed.flush()
 
-        async def run() -> None:
-            task = asyncio.ensure_future(pump())
-            while not task.done():
-                await asyncio.wait({task}, timeout=0.05)
-                if pending:
-                    feed.add(pending[:])
-                    pending.clear()
-                feed.flush()
-                if worker.is_cancelled:
-                    task.cancel()
-            if not task.cancelled():
-                task.result()
+        def take(line: LogLine) -> None:
+            pending.append(line.text)
+            if len(pending) >= 512:
+                flush()
 
         try:
-            asyncio.run(run())
-        except asyncio.CancelledError:
-            return
+            ended = run_stream(
+                lambda: self.services.backend().stream_logs(name, 0, follow=True),
+                take,
+                on_tick=flush,
+            )
         except Exception as error:
             self.post_message(self.LogEnded(generation, error_sentence(error, "Following the log")))
             return
-        if pending:
-            feed.add(pending[:])
-        feed.flush()
-        if not worker.is_cancelled:
+        flush()
+        if ended:
             self.post_message(self.LogEnded(generation))
 
     def on_jobs_tab_log_ready(self, message: LogReady) -> None:
         if message.generation != self.generation or self.feed is None:
             return
-        lines = self.feed.drain()
-        self.recent.extend(lines)
-        if self.filter:
-            needle = self.filter.lower()
-            lines = [line for line in lines if needle in line.lower()]
-        if lines:
-            self.query_one(Log).write_lines(lines)
+        self.log.add(self.feed.drain())
 
     def on_jobs_tab_log_ended(self, message: LogEnded) -> None:
         if message.generation != self.generation:
             return
         self.log_ended = True
         if message.error:
-            self.query_one(Log).write_line(f"[phiops] {message.error}")
+            self.log.add([f"[phiops] {message.error}"])
 
     def action_toggle_follow(self) -> None:
-        log = self.query_one(Log)
-        self.following = not self.following
-        log.auto_scroll = self.following
-        if self.following:
-            log.scroll_end(animate=False)
-        self._show_progress()
+        """Pause the log where it is, or go to its end and follow it again."""
+        if self.log.following:
+            self.log.pause()
+        else:
+            self.log.follow()
+
+    def action_follow_end(self) -> None:
+        """G: to the end of the log, following it."""
+        self.log.follow()
+
+    def action_wrap(self) -> None:
+        """w: wrap long lines to the view's width, or cut them again (→ scrolls)."""
+        self.log.toggle_wrap()
 
     def action_filter(self) -> None:
         box = self.query_one("#jobs-filter", Input)
@@ -372,27 +409,21 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
 
     @on(Input.Submitted, "#jobs-filter")
     def _filter_kept(self) -> None:
-        self.query_one(Log).focus()
+        self.log.focus()
         if not self.filter:
             self.query_one("#jobs-filter", Input).display = False
 
     def set_filter(self, text: str) -> None:
-        """Show only the kept lines that contain `text` (any case); '' shows them all."""
-        self.filter = text.strip()
-        log = self.query_one(Log)
-        log.clear()
-        needle = self.filter.lower()
-        log.write_lines([line for line in self.recent if needle in line.lower()])
-        if self.following:
-            log.scroll_end(animate=False)
-        self._show_progress()
+        """Show only the kept lines that contain `text` (any case, highlighted); '' shows
+        them all. Paused, the view keeps its place."""
+        self.log.set_filter(text)
 
     def key_escape(self) -> None:
         box = self.query_one("#jobs-filter", Input)
         if box.display:
             box.value = ""
             box.display = False
-            self.query_one(Log).focus()
+            self.log.focus()
 
     # -- progress and loss ----------------------------------------------------------------
 
@@ -403,29 +434,28 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.reading_progress = True
         self._read_progress(job.name, self.generation, self.events_offset, job.status.is_final)
 
-    @work(thread=True, group="jobs-progress", exit_on_error=False)
+    @work(thread=True, group="jobs-progress", exit_on_error=False, name="Reading the progress")
     def _read_progress(self, name: str, generation: int, offset: int, final: bool) -> None:
         backend = self.services.backend()
         events: list = []
         points: tuple = ([], [])
-        try:
-            if backend.name == "azure":
-                metrics = backend.metrics(name)  # progress events stay in Azure's outputs
-                points = (
-                    [(float(p.step), p.value) for p in metrics if p.key == "loss"],
-                    [(float(p.step), p.value) for p in metrics if p.key == "eval_loss"],
-                )
-            else:
-                events, offset = backend.job_events(name, offset)
-                points = loss_points(events)
-        except Exception:
-            events = []  # no events yet (or none on this backend): the chart waits
-        self.post_message(self.ProgressRead(generation, events, offset, points))
+        whole = backend.name == "azure"
+        if whole:
+            metrics = backend.metrics(name)  # progress events stay in Azure's outputs
+            points = (
+                [(float(p.step), p.value) for p in metrics if p.key == "loss"],
+                [(float(p.step), p.value) for p in metrics if p.key == "eval_loss"],
+            )
+        else:
+            events, offset = backend.job_events(name, offset)
+            points = loss_points(events)
+        self.post_message(self.ProgressRead(generation, events, offset, points, whole))
         if final:
             self.post_message(self.ProgressRead(generation, [], -1, ([], [])))
 
     def on_jobs_tab_progress_read(self, message: ProgressRead) -> None:
         self.reading_progress = False
+        self.progress_problem = ""
         if message.generation != self.generation:
             return
         if message.offset == -1:
@@ -436,7 +466,7 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             self.snapshot.update(message.events)
         chart = self.query_one(LossChart)
         loss, eval_loss = message.points
-        if self.services.backend_name == "azure" or self.services.config.backend == "azure":
+        if message.whole:
             chart.loss, chart.eval_loss = [], []  # metrics come whole each time
         chart.add(loss, eval_loss)
         self._show_progress()
@@ -449,17 +479,55 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             poll()
 
     def action_submit(self) -> None:
-        from tui.tabs.jobs_dialogs import SubmitForm, SubmitScreen
+        """The submit form: what was typed last if that job was refused, else the project's
+        files and the base model that can work (`default_base_model`)."""
+        self._open_form(self.draft, "Submit a fine-tuning job")
+
+    def action_resubmit(self) -> None:
+        """The submit form filled with the selected job's own settings, to run it again."""
+        from tui.tabs.jobs_dialogs import form_from_spec
+
+        job = self.job(self.selected)
+        if job is None:
+            self.notify("No job is selected.", severity="warning")
+            return
+        if job.spec is None or not job.spec.base_model:
+            self.notify(f"The {job.backend} backend did not keep how {job.name} was submitted.")
+            return
+        self._open_form(form_from_spec(job.spec), f"Submit {job.name} again")
+
+    def _open_form(self, form: SubmitForm | None, title: str) -> None:
+        self._say("Looking for model folders…")
+        self._find_models(form, title)
+
+    @work(thread=True, group="jobs-form", exclusive=True, exit_on_error=False)
+    def _find_models(self, form: SubmitForm | None, title: str) -> None:
+        from tui.tabs.jobs_dialogs import local_models
 
         config = self.services.config
-        backend = self.services.backend_name or config.backend
-        form = self.draft or SubmitForm(
+        models = local_models(config.project_dir, config.store_path)
+        self.post_message(self.FormReady(form, models, title))
+
+    def on_jobs_tab_form_ready(self, message: FormReady) -> None:
+        from tui.tabs.jobs_dialogs import SubmitForm, SubmitScreen, default_base_model
+
+        config = self.services.config
+        configured = config.base_model if "base_model" in config.sources else None
+        form = message.form or SubmitForm(
             train_file=config.train_data_path,
             eval_file=config.test_data_path,
-            base_model=config.base_model,
+            base_model=default_base_model(configured, self.jobs, message.models)
+            or config.base_model,
         )
-        screen = SubmitScreen(form, config.experiment_name, backend)
-        self.app.push_screen(screen, lambda spec: self._submit(spec, screen.form))
+        self._show_progress()
+        screen = SubmitScreen(
+            form,
+            config.experiment_name,
+            self.backend_name,
+            models=message.models,
+            title=message.title,
+        )
+        self.open_dialog(screen, lambda spec: self._submit(spec, screen.form))
 
     def _submit(self, spec: JobSpec | None, form: SubmitForm) -> None:
         if spec is not None:
@@ -467,15 +535,11 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             self._say("Submitting…")
             self._run_submit(spec)
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Submitting the job")
     def _run_submit(self, spec: JobSpec) -> None:
-        try:
-            job = self.services.backend().submit_job(
-                spec, progress=lambda text: self.app.call_from_thread(self._say, f"{text}…")
-            )
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Submitting the job"), "error"))
-            return
+        job = self.services.backend().submit_job(
+            spec, progress=lambda text: self.app.call_from_thread(self._say, f"{text}…")
+        )
         submitted = getattr(self.app, "submitted_here", None)
         if isinstance(submitted, set):
             submitted.add(job.name)  # the app's poller need not announce it a second time
@@ -500,16 +564,12 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             yes="Cancel job",
             no="Keep it",
         )
-        self.app.push_screen(screen, lambda yes: yes and self._run_cancel(job.name))
+        self.open_dialog(screen, lambda yes: yes and self._run_cancel(job.name))
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Canceling the job")
     def _run_cancel(self, name: str) -> None:
         self.app.call_from_thread(self.notify, f"Canceling {name}…")
-        try:
-            job = self.services.backend().cancel(name)
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Canceling the job"), "error"))
-            return
+        job = self.services.backend().cancel(name)
         self.post_message(self.Done(f"{name} is {job.status}.", "warning"))
 
     def action_resume(self) -> None:
@@ -518,36 +578,66 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
             return
         self._run_resume(job.name)
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Resuming the job")
     def _run_resume(self, name: str) -> None:
-        try:
-            job = self.services.backend().resume_job(name)
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Resuming the job"), "error"))
-            return
+        job = self.services.backend().resume_job(name)
         self.post_message(self.Done(f"{name} is {job.status} again.", select=name))
 
     def action_register(self) -> None:
-        """Register the selected completed job's model, for the Deployments tab to deploy."""
+        """Register the selected completed job's model, for the Deployments tab to deploy;
+        if the registry already holds a version from this job, ask first."""
         job = self.job(self.selected)
         if job is None:
             return
         if str(job.status) != "Completed":
             self.notify(f"{job.name} is {job.status}; only a completed job has a model.")
             return
-        self.notify(f"Registering the model of {job.name}…")
-        self._run_register(job.name)
+        self._say(f"Looking for a model of {job.name} in the registry…")
+        self._check_registered(job.name)
 
-    @work(thread=True, group="jobs-ops", exit_on_error=False)
-    def _run_register(self, name: str) -> None:
-        try:
-            model = self.services.backend().register_model(name)
-        except Exception as error:
-            self.post_message(self.Done(error_sentence(error, "Registering the model"), "error"))
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Reading the registry")
+    def _check_registered(self, name: str) -> None:
+        versions = [m.ref for m in self.services.backend().models() if m.job_name == name]
+        self.post_message(self.Registered(name, versions))
+
+    def on_jobs_tab_registered(self, message: Registered) -> None:
+        from tui.screens import ConfirmScreen
+
+        name = message.job
+        self._show_progress()
+        if not message.versions:
+            self._register(name)
             return
+        screen = ConfirmScreen(
+            f"Register {name}'s model again?",
+            f"The registry already has it as {', '.join(message.versions)}; another version "
+            "would be the same weights under a new number.",
+            yes="Register again",
+            no="Keep one",
+        )
+        self.open_dialog(screen, lambda yes: yes and self._register(name))
+
+    def _register(self, name: str) -> None:
+        self.notify(f"Registering the model of {name}…")
+        self._run_register(name)
+
+    @work(thread=True, group="jobs-ops", exit_on_error=False, name="Registering the model")
+    def _run_register(self, name: str) -> None:
+        model = self.services.backend().register_model(name)
         self.post_message(
             self.Done(f"Registered {model.ref} from {name}; deploy it in the Deployments tab.")
         )
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        if group == "jobs-form":
+            self._show_progress()
+            super().worker_failed(group, sentence)
+        elif group == "jobs-progress":
+            self.reading_progress = False  # the next tick tries again; the line says why
+            self.progress_problem = sentence
+            self._show_progress()
+        else:
+            self.post_message(self.Done(sentence, "error"))
 
     def on_jobs_tab_done(self, message: Done) -> None:
         if message.submitted:
@@ -571,6 +661,6 @@ failed job from its checkpoint, m registers a completed job's model (to deploy i
         self.generation += 1
         self.jobs = []
         self.query_one(DataTable).clear()
-        self.query_one(Log).clear()
+        self.log.reset()
         self.query_one(LossChart).clear()
         self._say(f"Loading the {message.name} backend's jobs…")

@@ -17,13 +17,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.messages import BackendChanged
-from tui.tabs.sentences import error_sentence
+from tui.tabs.base import AppTab
 
 if TYPE_CHECKING:
     from core.backend import Finding
@@ -52,7 +52,7 @@ def summary(findings: list[Finding]) -> str:
     return " · ".join(parts)
 
 
-class ResourcesTab(Vertical):
+class ResourcesTab(AppTab):
     """Backend and credential status, and each resource ✓ or ✗ with how to fix it."""
 
     HELP = """
@@ -100,24 +100,24 @@ The same check is `phiops resources check` in a shell.
         if self.checking:
             return
         self.checking = True
-        backend = self.app.services.backend_name or self.app.services.config.backend  # type: ignore[attr-defined]
-        self.query_one("#resources-summary", Static).update(f"Checking the {backend} backend…")
+        self.query_one("#resources-summary", Static).update(
+            f"Checking the {self.backend_name} backend…"
+        )
         self._check()
 
-    @work(thread=True, exclusive=True, group="resources", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="resources", exit_on_error=False, name="The check")
     def _check(self) -> None:
         started = time.monotonic()
-        try:
-            findings = self.app.services.backend().resources()  # type: ignore[attr-defined]
-        except Exception as error:
-            self.post_message(self.CheckFailed(error_sentence(error, "The resources check")))
-        else:
-            self.post_message(self.Checked(findings, time.monotonic() - started))
+        findings = self.services.backend().resources()
+        self.post_message(self.Checked(findings, time.monotonic() - started))
+
+    def worker_failed(self, group: str, sentence: str) -> None:
+        self.post_message(self.CheckFailed(sentence))
 
     def on_resources_tab_checked(self, message: Checked) -> None:
         self.checking = False
         self.findings = message.findings
-        backend = self.app.services.backend_name or self.app.services.config.backend  # type: ignore[attr-defined]
+        backend = self.backend_name
         slow = f", {message.seconds:.0f} s" if message.seconds >= 2 else ""
         self.query_one("#resources-summary", Static).update(
             f"Backend {backend}: {summary(message.findings)}  (r rechecks{slow})"

@@ -111,10 +111,6 @@ def plot(series: Sequence[tuple[Sequence[Point], str]], width: int, height: int)
 class LossChart(Widget):
     """Training loss and evaluation loss by step, from the trainer's progress events."""
 
-    DEFAULT_CSS = """
-    LossChart { height: 7; }
-    """
-
     LOSS_STYLE = "cyan"
     EVAL_STYLE = "magenta"
 

@@ -69,16 +69,6 @@ class RowTable(ScrollView, can_focus=True):
         "row-table--invalid",
         "row-table--dim",
     }
-    DEFAULT_CSS = """
-    RowTable { height: 1fr; overflow-x: hidden; }
-    RowTable > .row-table--cursor { background: $block-cursor-blurred-background; }
-    RowTable:focus > .row-table--cursor {
-        background: $block-cursor-background; color: $block-cursor-foreground;
-        text-style: bold;
-    }
-    RowTable > .row-table--invalid { color: $error; }
-    RowTable > .row-table--dim { color: $text-muted; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "move(-1)", "Up", show=False),
         Binding("down,j", "move(1)", "Down", show=False),

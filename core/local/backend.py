@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from core.backend import EndpointControl, EndpointInfo, Finding, Progress
+from core.backend import EndpointControl, Finding
 from core.composed import ComposedBackend
 
 
@@ -37,11 +37,3 @@ class LocalBackend(ComposedBackend):
     def endpoint_control(self) -> EndpointControl:
         """Local endpoints are processes on this machine: they stop and start."""
         return self._endpoints
-
-    def start_endpoint(self, name: str, progress: Progress | None = None) -> EndpointInfo:
-        """Start a stopped endpoint's gateway and deployments again, on the same URI."""
-        return self.endpoint_control().start(name, progress=progress)
-
-    def stop_endpoint(self, name: str) -> EndpointInfo:
-        """Stop the endpoint's processes; its deployments, split, keys and URI are kept."""
-        return self.endpoint_control().stop(name)

@@ -28,6 +28,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from core.errors import PhiopsError
 from tui.tabs.base import AppTab
 from tui.tabs.deployments_widgets import (
     DeploymentLog,
@@ -42,7 +43,7 @@ from tui.tabs.sentences import error_sentence
 if TYPE_CHECKING:
     from textual.timer import Timer
 
-    from core.backend import Backend, DeploymentInfo, EndpointInfo, ModelVersion
+    from core.backend import Backend, DeploymentInfo, EndpointControl, EndpointInfo, ModelVersion
     from tui.screens import Modal
     from tui.tabs.deployments_dialogs import DeployRequest
 
@@ -99,10 +100,13 @@ class DeploymentsTab(AppTab):
     # -- messages: posted by workers, handled on the UI thread ---------------------------
 
     class Loaded(Message, bubble=False):
-        def __init__(self, endpoints: list[EndpointInfo], keys: dict[str, str]) -> None:
+        def __init__(
+            self, endpoints: list[EndpointInfo], keys: dict[str, str], stoppable: bool
+        ) -> None:
             super().__init__()
             self.endpoints = endpoints
             self.keys = keys  # endpoint -> masked key (or why there is none)
+            self.stoppable = stoppable  # the backend's endpoints can be stopped and started
 
     class LoadFailed(Message, bubble=False):
         def __init__(self, error: str) -> None:
@@ -148,6 +152,7 @@ class DeploymentsTab(AppTab):
         super().__init__(id="deployments-tab")
         self.endpoints: list[EndpointInfo] = []
         self.masked_keys: dict[str, str] = {}
+        self.stoppable = False  # the backend's endpoints stop and start (known once loaded)
         self.states: dict[str, str] = {}  # "endpoint" or "endpoint/deployment" -> state
         self.selection: Selection | None = None
         self.busy: str = ""  # what the running operation does; "" when none runs
@@ -227,7 +232,8 @@ class DeploymentsTab(AppTab):
                 keys[info.name] = mask(backend.endpoint_keys(info.name).primary) or "(none)"
             except Exception as error:  # one endpoint's key: shown in its place, not fatal
                 keys[info.name] = f"(unavailable: {error_sentence(error)})"
-        self.post_message(self.Loaded(endpoints, keys))
+        stoppable = backend.endpoint_control() is not None
+        self.post_message(self.Loaded(endpoints, keys, stoppable))
 
     @work(
         thread=True,
@@ -249,6 +255,7 @@ class DeploymentsTab(AppTab):
         self.loaded, self.loading = True, False
         self.load_error = ""
         self.masked_keys = message.keys
+        self.stoppable = message.stoppable
         self._notify_changes(message.endpoints)
         self.endpoints = message.endpoints
         self._fill_table()
@@ -663,7 +670,7 @@ class DeploymentsTab(AppTab):
         info = self._need_endpoint()
         if info is None:
             return
-        if info.backend != "local":
+        if not self.stoppable:
             self.notify(
                 "Azure endpoints cannot be stopped: they run, and are billed, until deleted.",
                 markup=False,
@@ -674,9 +681,7 @@ class DeploymentsTab(AppTab):
             progress = self._progress_callback()
 
             def start(backend: Backend) -> str:
-                started = backend.start_endpoint(  # type: ignore[attr-defined]  # local only
-                    endpoint, progress=progress
-                )
+                started = _control(backend).start(endpoint, progress=progress)
                 return f"Started {endpoint} at {started.scoring_uri}."
 
             self.run_operation(Operation(f"Starting {endpoint}", start))
@@ -684,7 +689,7 @@ class DeploymentsTab(AppTab):
 
         def stop() -> Operation:
             def call(backend: Backend) -> str:
-                backend.stop_endpoint(endpoint)  # type: ignore[attr-defined]
+                _control(backend).stop(endpoint)
                 return f"Stopped {endpoint}."
 
             return Operation(f"Stopping {endpoint}", call)
@@ -760,3 +765,13 @@ class DeploymentsTab(AppTab):
 def _serving(split: dict[str, int] | None) -> dict[str, int]:
     """The deployments of a split that take traffic (a 0% share changes nothing)."""
     return {name: share for name, share in (split or {}).items() if share}
+
+
+def _control(backend: Backend) -> EndpointControl:
+    """The backend's start/stop; the tab offers them only where the backend has them."""
+    control = backend.endpoint_control()
+    if control is None:
+        raise PhiopsError(
+            "Azure endpoints cannot be stopped: they run, and are billed, until deleted."
+        )
+    return control

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from core.backend import RequestSettings
 from core.serving.batcher import Batcher, Job, JobFailed, Stats
 from core.serving.engine import Answer, Engine
-from core.serving.params import BadRequest, parse_score_request
+from core.serving.params import FINISH_HEADER, TOKENS_HEADER, BadRequest, parse_score_request
 
 log = logging.getLogger("phiops.serving")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -230,7 +230,11 @@ def create_app(state: ServerState) -> Starlette:
                 (prompt + answer.text) if parsed.full_text else answer.text
                 for prompt, answer in zip(prompts, value, strict=True)
             ]
-            return JSONResponse(texts, headers=headers)
+            facts = {
+                TOKENS_HEADER: ",".join(str(answer.tokens) for answer in value),
+                FINISH_HEADER: ",".join("stop" if a.finished else "length" for a in value),
+            }
+            return JSONResponse(texts, headers={**headers, **facts})
 
         async def body_events() -> AsyncIterator[str]:
             item = first

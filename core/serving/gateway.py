@@ -34,9 +34,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from core.serving.app import DEPLOYMENT_HEADER, digest, error, key_matches, unauthorized
+from core.serving.params import FINISH_HEADER, TOKENS_HEADER
 
 log = logging.getLogger("phiops.gateway")
-PASSED_HEADERS = ("content-type", "retry-after", "www-authenticate", DEPLOYMENT_HEADER)
+PASSED_HEADERS = (
+    "content-type",
+    "retry-after",
+    "www-authenticate",
+    DEPLOYMENT_HEADER,
+    TOKENS_HEADER,
+    FINISH_HEADER,
+)
 
 
 @dataclass

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
-from core.backend import EndpointInfo, Finding, Progress
+from core.backend import EndpointInfo, Finding, ModelVersion, Progress
 from core.composed import ComposedBackend
 
 
@@ -44,3 +45,7 @@ class LocalBackend(ComposedBackend):
     def stop_endpoint(self, name: str) -> EndpointInfo:
         """Stop the endpoint's processes; its deployments, split, keys and URI are kept."""
         return self._endpoints.stop(name)
+
+    def model_path(self, model: ModelVersion) -> Path:
+        """The folder of a registered version's files (evaluation serves and reads it)."""
+        return self._registry.local_path(model)

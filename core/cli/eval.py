@@ -50,7 +50,7 @@ def number(name: str, value: Any) -> str:
 def interval(name: str, figures: dict[str, Any] | None) -> str:
     if not figures or figures.get("low") is None:
         return ""
-    return f"{number(name, figures['low'])} – {number(name, figures['high'])}"
+    return f"{number(name, figures['low'])}–{number(name, figures['high'])}"
 
 
 def signed(name: str, value: Any) -> str:
@@ -142,7 +142,7 @@ def print_comparison(result: Any) -> None:
         moved = change.change or {}
         shown = signed(name, moved.get("value"))
         if moved.get("low") is not None:
-            shown += f" ({signed(name, moved['low'])} … {signed(name, moved['high'])})"
+            shown += f"\n[dim]{signed(name, moved['low'])} … {signed(name, moved['high'])}[/]"
         colour = style.get(change.verdict)
         word = f"[{colour}]{change.verdict}[/]" if colour else change.verdict
         table.add_row(
@@ -161,22 +161,29 @@ def print_comparison(result: Any) -> None:
         for row in result.rows:
             rows.add_row(
                 str(row.line),
-                row.question,
-                row.reference,
-                row.answer_a,
-                row.answer_b,
+                clip(row.question),
+                clip(row.reference),
+                clip(row.answer_a),
+                clip(row.answer_b),
                 f"{row.score_a:.2f} → {row.score_b:.2f}",
             )
         out.print(rows)
 
 
-def _value_with_interval(name: str, figures: dict[str, Any] | None) -> str:
+def _value_with_interval(name: str, figures: dict[str, Any] | None, sep: str = "\n") -> str:
+    """The value, and its interval dimmed below it (or beside it with `sep=" "`)."""
     if not figures:
         return "–"
     text = number(name, figures.get("value"))
-    return text + (
-        f" [dim]({interval(name, figures)})[/]" if figures.get("low") is not None else ""
-    )
+    if figures.get("low") is None:
+        return text
+    return f"{text}{sep}[dim]{interval(name, figures)}[/]"
+
+
+def clip(text: str, limit: int = 160) -> str:
+    """A long answer cut for a table cell (the whole row is in `eval show --json`)."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def target_spec(
@@ -371,16 +378,18 @@ def list_(app: AppContext, as_json: bool) -> None:
 
         table = Table(show_edge=False)
         for column in ("run", "when", "target", "rows", "state", "ROUGE-L (95%)"):
-            table.add_column(column, no_wrap=column != "target")
+            table.add_column(
+                column, no_wrap=column != "target", min_width=12 if column == "target" else None
+            )
         for record in records:
             figures = record.aggregates.get("rougeL")
             table.add_row(
                 record.run_id[:12],
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(record.meta.started_at)),
+                time.strftime("%m-%d %H:%M", time.localtime(record.meta.started_at)),
                 record.meta.label,
                 str(record.meta.rows_total),
                 record.state,
-                _value_with_interval("rougeL", figures),
+                _value_with_interval("rougeL", figures, " "),
             )
         console().print(table)
 
@@ -422,9 +431,9 @@ def show(app: AppContext, run: str, shown: int, as_json: bool) -> None:
             stop = {True: " ⏹", False: " ✂"}.get(row.get("finished"), "")
             table.add_row(
                 str(row["line"]),
-                row["question"],
-                row["reference"],
-                answer,
+                clip(row["question"]),
+                clip(row["reference"]),
+                clip(answer),
                 number("rougeL", row.get("rougeL")),
                 f"{row.get('tokens') if row.get('tokens') is not None else '–'}{stop}",
             )

@@ -68,8 +68,10 @@ def verdict(name: str, change: dict[str, Any] | None) -> str:
     if not change or change.get("low") is None or change.get("high") is None:
         return ""
     direction = scoring.metrics().DIRECTION.get(name, 0)
-    if direction == 0 or change["low"] <= 0 <= change["high"]:
+    if change["low"] <= 0 <= change["high"]:
         return "no clear change"
+    if direction == 0:  # neither way is better (answer length): say which way it went
+        return "higher" if change["low"] > 0 else "lower"
     improved = (change["low"] > 0) == (direction > 0)
     return "better" if improved else "worse"
 

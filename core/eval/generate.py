@@ -187,8 +187,19 @@ def run_generation(
     *,
     transport: Any = None,
 ) -> float:
-    """`generate` on its own event loop (blocking); a TargetFailed comes out unwrapped."""
+    """`generate` on its own event loop (blocking); the first failure comes out unwrapped
+    (a TargetFailed before anything else)."""
     try:
         return asyncio.run(generate(cases, target, params, on_row, transport=transport))
-    except* TargetFailed as group:
-        raise group.exceptions[0] from None
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        first = next((e for e in leaves if isinstance(e, TargetFailed)), leaves[0])
+        raise first from None
+
+
+def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error

@@ -169,6 +169,8 @@ class EvalStore:
         from mlflow.entities import Param
 
         client.log_batch(run_id, params=[Param(k, v) for k, v in meta.params().items()])
+        if meta.backend == "local" and not meta.model_id:
+            meta.model_id = logged_model_id(client, meta.model)
         if meta.model_id:
             from mlflow.entities import LoggedModelInput
 
@@ -342,6 +344,28 @@ class EvalStore:
             ):
                 return self.get(meta.run_id)
         return None
+
+
+def logged_model_id(client: Any, ref: str) -> str:
+    """The MLflow 3 logged model a version of the local registry points at ("" if none):
+    the version's run's model output whose files are the version's source."""
+    name, _, version = ref.partition(":")
+    if not name or not version or name == "base":
+        return ""
+    try:
+        found = client.get_model_version(name, version)
+        if getattr(found, "model_id", None):
+            return str(found.model_id)
+        if not found.run_id:
+            return ""
+        outputs = client.get_run(found.run_id).outputs
+        for output in getattr(outputs, "model_outputs", None) or []:
+            logged = client.get_logged_model(output.model_id)
+            if logged.artifact_location.rstrip("/") == str(found.source).rstrip("/"):
+                return str(logged.model_id)
+    except Exception:  # a version of another registry, or one without a logged model
+        return ""
+    return ""
 
 
 def same_settings(meta: EvalMeta, settings: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ batch run of the chat flow, then one of the evaluation flow; see `core/eval/pfba
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Callable
@@ -283,24 +284,14 @@ class Evaluation:
             f"{target.target.concurrency} at a time"
         )
         self.advance(len(rows), total)
-        generation_s: float | None = None
         try:
-            if options.engine == "promptflow":
-                from core.eval.pfbatch import generate_with_promptflow
-
-                answers, generation_s = generate_with_promptflow(
-                    cases, target.target, options.params, folder, say=self.say
-                )
-                with open(folder / ANSWERS_FILE, "a", encoding="utf-8") as handle:
-                    import json
-
-                    for generated in answers:
-                        rows.append(row_of(generated))
-                        handle.write(json.dumps(rows[-1], ensure_ascii=False) + "\n")
-                        self.advance(len(rows), total)
-            else:
-                generation_s = self._generate(target, meta, cases, rows, options.params)
-        except KeyboardInterrupt:
+            generation_s = self._answer(target, meta, cases, rows, options)
+            if creating is not None:
+                self.store.wait_for_run(creating)
+            self._score(target, meta, rows, options)
+            _write_rows(folder / ROWS_FILE, rows)
+            self.store.finish(meta, scoring.aggregate(rows), generation_s=generation_s)
+        except (KeyboardInterrupt, asyncio.CancelledError):
             self._settle(meta, creating, INTERRUPTED)
             raise EvalInterrupted(meta.run_id, len(rows), total) from None
         except TargetFailed as failure:
@@ -312,8 +303,41 @@ class Evaluation:
         except BaseException:
             self._settle(meta, creating, FAILED)
             raise
-        if creating is not None:
-            self.store.wait_for_run(creating)
+        return self.store.get(meta.run_id)
+
+    def _answer(
+        self,
+        target: Resolved,
+        meta: EvalMeta,
+        cases: list[Case],
+        rows: list[dict[str, Any]],
+        options: EvalOptions,
+    ) -> float | None:
+        """Ask the target; every answer goes into `rows` (and the answers file) at once."""
+        if not cases:
+            return None
+        if options.engine != "promptflow":
+            return self._generate(target, meta, cases, rows, options.params)
+        from core.eval.pfbatch import generate_with_promptflow
+        from core.eval.results import RowWriter
+
+        answers, seconds = generate_with_promptflow(
+            cases, target.target, options.params, self.store.folder(meta), say=self.say
+        )
+        writer = RowWriter(self.store.folder(meta) / ANSWERS_FILE)
+        try:
+            for generated in answers:
+                rows.append(row_of(generated))
+                writer.write(rows[-1])
+                self.advance(len(rows), meta.rows_total)
+        finally:
+            writer.close()
+        return seconds
+
+    def _score(
+        self, target: Resolved, meta: EvalMeta, rows: list[dict[str, Any]], options: EvalOptions
+    ) -> None:
+        """Token counts where the server gave none, the references' loss, the scores."""
         rows.sort(key=lambda row: row["line"])
         self._fill_tokens(target, rows)
         if options.loss:
@@ -325,11 +349,7 @@ class Evaluation:
             from core.eval.pfbatch import score_with_promptflow
 
             self.say("scoring with the evaluation flow (Prompt flow batch run)")
-            score_with_promptflow(rows, meta, folder)
-        aggregates = scoring.aggregate(rows)
-        _write_rows(folder / ROWS_FILE, rows)
-        self.store.finish(meta, aggregates, generation_s=generation_s)
-        return self.store.get(meta.run_id)
+            score_with_promptflow(rows, meta, self.store.folder(meta))
 
     def _generate(
         self,

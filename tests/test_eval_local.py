@@ -290,3 +290,28 @@ def test_the_evaluation_flow_never_imports_phiops():
     folder = Path(__file__).resolve().parents[1] / "flow" / "eval"
     imported = {name for _, name in top_level_imports(folder)}
     assert not imported & {"core", "tui", "trainer"}
+
+
+def test_a_stop_from_another_thread_interrupts_like_ctrl_c(served):
+    """What the TUI does: an event set while answers arrive stops the requests in flight."""
+    import threading
+
+    from core.eval.runner import EvalInterrupted
+
+    folder, backend, _ = served
+    stop = threading.Event()
+    progress = []
+
+    def advance(done: int, total: int) -> None:
+        progress.append((done, total))
+        if done >= 2:
+            stop.set()
+
+    evaluation = Evaluation(
+        load_config(folder / "phiops.toml"), backend, advance=advance, stop=stop
+    )
+    with pytest.raises(EvalInterrupted) as caught:
+        evaluation.run(TargetSpec.base_of(), EvalOptions(params=Params(max_new_tokens=300)))
+    record = evaluation.store.get(caught.value.run_id)
+    assert record.state == "interrupted" and 2 <= len(record.rows) < 24
+    assert progress[0] == (0, 24) and caught.value.done == len(record.rows)

@@ -16,6 +16,7 @@ one sentence.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ class Generated:
     finished: bool | None = None
     deployment: str = ""
     error: str = ""
+
+
+class Stopped(Exception):
+    """The evaluation was asked to stop (the answers so far are kept)."""
 
 
 class TargetFailed(ChatError):
@@ -150,11 +155,13 @@ async def generate(
     on_row: Callable[[Generated], None],
     *,
     transport: Any = None,
+    stop: threading.Event | None = None,
 ) -> float:
     """Answer every case, `target.concurrency` at a time; the seconds it took.
 
     `on_row` is called in this event loop as each answer arrives. The first TargetFailed
-    stops the other requests and is raised."""
+    stops the other requests and is raised. `stop` (set from another thread, e.g. a UI)
+    cancels the requests in flight: Stopped is raised."""
     import httpx
 
     pending: asyncio.Queue[Case] = asyncio.Queue()
@@ -173,9 +180,17 @@ async def generate(
                     return
                 on_row(await ask_one(client, target, case, params))
 
+        async def watch() -> None:
+            while not (stop is not None and stop.is_set()):
+                await asyncio.sleep(0.05)
+            raise Stopped()
+
         async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(work())
+            tasks = [group.create_task(work()) for _ in range(workers)]
+            watcher = group.create_task(watch()) if stop is not None else None
+            if watcher is not None:
+                await asyncio.wait(tasks)
+                watcher.cancel()
     return time.perf_counter() - started
 
 
@@ -186,11 +201,12 @@ def run_generation(
     on_row: Callable[[Generated], None],
     *,
     transport: Any = None,
+    stop: threading.Event | None = None,
 ) -> float:
     """`generate` on its own event loop (blocking); the first failure comes out unwrapped
     (a TargetFailed before anything else)."""
     try:
-        return asyncio.run(generate(cases, target, params, on_row, transport=transport))
+        return asyncio.run(generate(cases, target, params, on_row, transport=transport, stop=stop))
     except BaseExceptionGroup as group:
         leaves = list(_leaves(group))
         first = next((e for e in leaves if isinstance(e, TargetFailed)), leaves[0])

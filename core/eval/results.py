@@ -134,7 +134,8 @@ class EvalStore:
         self.config = config
         self.root = config.store_path / "evaluations"
         self._client: Any = None
-        self._lock = threading.Lock()
+        self._experiment: str | None = None
+        self._lock = threading.RLock()
 
     # -- MLflow --------------------------------------------------------------------------
 
@@ -150,7 +151,16 @@ class EvalStore:
     def _experiment_id(self) -> str:
         from core.local.tracking import ensure_experiment
 
-        return ensure_experiment(self.client, EXPERIMENT, self.config.store_path)
+        client = self.client
+        with self._lock:
+            if self._experiment is None:
+                self._experiment = ensure_experiment(client, EXPERIMENT, self.config.store_path)
+            return self._experiment
+
+    def prepare(self) -> None:
+        """MLflow imported, its store opened and the experiment found (~2-4 s of CPU on a
+        small machine): done in a thread while the target answers."""
+        self._experiment_id()
 
     def create_run(self, meta: EvalMeta) -> str:
         """The MLflow run for `meta` (params and tags set); its id is written to meta.json."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from core.config import Config
 from core.errors import PhiopsError
 from core.eval import scoring
 from core.eval.data import Case, EvalSet, load_eval_set
-from core.eval.generate import Generated, Params, TargetFailed, run_generation
+from core.eval.generate import Generated, Params, Stopped, TargetFailed, run_generation
 from core.eval.results import (
     ANSWERS_FILE,
     FAILED,
@@ -130,8 +131,11 @@ class Evaluation:
         say: Say | None = None,
         advance: Advance | None = None,
         transport: Any = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
+        self.stop = stop  # set from another thread (a UI) to interrupt, as Ctrl-C does
+        self._warming = False
         self._backend = backend
         self.store = store or EvalStore(config)
         self.say = say or _quiet
@@ -156,6 +160,7 @@ class Evaluation:
         eval_set = load_eval_set(data, options.limit)
         if eval_set.skipped:
             self.say(eval_set.skipped_sentence())
+        self._warm_up()
         with resolved(
             self.config,
             self.backend,
@@ -164,6 +169,12 @@ class Evaluation:
             progress=self.say,
         ) as target:
             return self._start(target, eval_set, options)
+
+    def _warm_up(self) -> None:
+        """MLflow and ROUGE load in one thread while the target is resolved and answers."""
+        if not self._warming:
+            self._warming = True
+            scoring.warm_up(self.store.prepare)
 
     def _start(self, target: Resolved, eval_set: EvalSet, options: EvalOptions) -> EvalRecord:
         meta = self._meta(target, eval_set, options)
@@ -188,6 +199,7 @@ class Evaluation:
                 f"{meta.data_path} changed since evaluation {meta.run_id[:12]} started; "
                 "start a new evaluation"
             )
+        self._warm_up()
         done = read_rows(self.store.folder(meta) / ANSWERS_FILE)
         answered = {row["line"] for row in done}
         remaining = [case for case in eval_set.cases if case.line not in answered]
@@ -231,6 +243,7 @@ class Evaluation:
             return earlier, True
         if eval_set.skipped:
             self.say(eval_set.skipped_sentence())
+        self._warm_up()
         with started(found, self.say) as target:
             return self._start(target, eval_set, options), False
 
@@ -276,7 +289,7 @@ class Evaluation:
         creating: Any,
     ) -> EvalRecord:
         folder = self.store.folder(meta)
-        scoring.warm_up()
+        self._warm_up()
         rows = list(done)
         total = meta.rows_total
         self.say(
@@ -291,7 +304,7 @@ class Evaluation:
             self._score(target, meta, rows, options)
             _write_rows(folder / ROWS_FILE, rows)
             self.store.finish(meta, scoring.aggregate(rows), generation_s=generation_s)
-        except (KeyboardInterrupt, asyncio.CancelledError):
+        except (KeyboardInterrupt, asyncio.CancelledError, Stopped):
             self._settle(meta, creating, INTERRUPTED)
             raise EvalInterrupted(meta.run_id, len(rows), total) from None
         except TargetFailed as failure:
@@ -369,7 +382,9 @@ class Evaluation:
             self.advance(len(rows), meta.rows_total)
 
         try:
-            return run_generation(cases, target.target, params, on_row, transport=self.transport)
+            return run_generation(
+                cases, target.target, params, on_row, transport=self.transport, stop=self.stop
+            )
         finally:
             writer.close()
 

@@ -6,10 +6,12 @@ with the very functions the flow's nodes call, so the two paths cannot drift apa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -40,16 +42,16 @@ def _load() -> ModuleType:
     return module
 
 
-def warm_up() -> threading.Thread:
-    """Load the metrics and ROUGE's scorer in a thread (nltk takes ~2 s to import), so the
-    first answer is scored at once."""
+def warm_up(*first: Callable[[], object]) -> threading.Thread:
+    """In one thread: `first` (e.g. opening MLflow), then the metrics and ROUGE's scorer
+    (nltk takes ~2 s to import), so none of it waits for the answers."""
 
     def work() -> None:
-        try:
-            with _loading:
-                _load()._scorer()
-        except Exception:  # reported when the scorer is first used for real
-            pass
+        for step in first:
+            with contextlib.suppress(Exception):  # reported where the step is done for real
+                step()
+        with contextlib.suppress(Exception), _loading:
+            _load()._scorer()
 
     thread = threading.Thread(target=work, name="phiops-eval-warm-up", daemon=True)
     thread.start()

@@ -107,6 +107,7 @@ class EvalRecord:
     aggregates: dict[str, dict[str, Any]] = field(default_factory=dict)
     generation_s: float | None = None
     ended_at: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -120,6 +121,7 @@ class EvalRecord:
             "meta": asdict(self.meta),
             "aggregates": self.aggregates,
             "generation_s": self.generation_s,
+            "timings": self.timings,
             "ended_at": self.ended_at,
         }
         if rows:
@@ -217,6 +219,7 @@ class EvalStore:
         aggregates: dict[str, dict[str, Any]],
         *,
         generation_s: float | None,
+        timings: dict[str, float] | None = None,
         state: str = FINISHED,
     ) -> None:
         """Metrics, the rows and summary as artifacts, the run ended (or killed)."""
@@ -239,10 +242,12 @@ class EvalStore:
                     )
         if generation_s is not None:
             metrics.append(Metric("generation_s", float(generation_s), now, 0))
+        started = time.perf_counter()
         summary = {
             "state": state,
             "aggregates": aggregates,
             "generation_s": generation_s,
+            "timings": dict(timings or {}),
             "ended_at": time.time(),
         }
         write_text_atomic(self.folder(meta) / SUMMARY_FILE, json.dumps(summary, indent=2))
@@ -254,6 +259,8 @@ class EvalStore:
                     client.log_artifact(meta.run_id, str(path))
         status = {FINISHED: "FINISHED", INTERRUPTED: "KILLED"}.get(state, "FAILED")
         client.set_terminated(meta.run_id, status=status)
+        summary["timings"]["recording_s"] = round(time.perf_counter() - started, 3)
+        write_text_atomic(self.folder(meta) / SUMMARY_FILE, json.dumps(summary, indent=2))
 
     def mark(self, meta: EvalMeta, state: str) -> None:
         """Record an interrupted or failed evaluation (its rows stay for --resume)."""
@@ -331,6 +338,7 @@ class EvalStore:
             state=state,
             aggregates=summary.get("aggregates") or {},
             generation_s=summary.get("generation_s"),
+            timings=summary.get("timings") or {},
             ended_at=summary.get("ended_at"),
         )
         if rows:  # scored rows once finished; the answers so far before that

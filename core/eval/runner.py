@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,6 +137,7 @@ class Evaluation:
         self.config = config
         self.stop = stop  # set from another thread (a UI) to interrupt, as Ctrl-C does
         self._warming = False
+        self._started = time.perf_counter()
         self._backend = backend
         self.store = store or EvalStore(config)
         self.say = say or _quiet
@@ -153,6 +155,7 @@ class Evaluation:
     # -- entry points --------------------------------------------------------------------
 
     def run(self, spec: TargetSpec, options: EvalOptions | None = None) -> EvalRecord:
+        self._started = time.perf_counter()
         options = options or EvalOptions()
         if options.engine not in ENGINES:
             raise PhiopsError(f"unknown engine {options.engine!r}; use {' or '.join(ENGINES)}")
@@ -184,6 +187,7 @@ class Evaluation:
 
     def resume(self, run: str, *, loss: bool = True) -> EvalRecord:
         """Continue an interrupted evaluation with the rows it has not answered yet."""
+        self._started = time.perf_counter()
         record = self.store.get(run, rows=False)
         meta = record.meta
         if record.state == FINISHED:
@@ -233,6 +237,7 @@ class Evaluation:
     ) -> tuple[EvalRecord, bool]:
         """A fresh enough finished evaluation of the same model behind the same target, on
         the same data with the same settings, or a new one; (record, reused)."""
+        self._started = time.perf_counter()
         options = options or EvalOptions()
         data = self.config.resolve(options.data or self.config.test_data_path)
         eval_set = load_eval_set(data, options.limit)
@@ -297,13 +302,19 @@ class Evaluation:
             f"{target.target.concurrency} at a time"
         )
         self.advance(len(rows), total)
+        clock = Clock(self._started)
         try:
+            clock.lap("before_generation_s")
             generation_s = self._answer(target, meta, cases, rows, options)
+            clock.lap("generation_s")
             if creating is not None:
                 self.store.wait_for_run(creating)
+            clock.lap("waiting_for_mlflow_s")
             self._score(target, meta, rows, options)
+            aggregates = scoring.aggregate(rows)
+            clock.lap("scoring_s")
             _write_rows(folder / ROWS_FILE, rows)
-            self.store.finish(meta, scoring.aggregate(rows), generation_s=generation_s)
+            self.store.finish(meta, aggregates, generation_s=generation_s, timings=clock.laps)
         except (KeyboardInterrupt, asyncio.CancelledError, Stopped):
             self._settle(meta, creating, INTERRUPTED)
             raise EvalInterrupted(meta.run_id, len(rows), total) from None
@@ -428,6 +439,19 @@ class Evaluation:
             found = losses.get(row["line"])
             if found is not None:
                 row["ref_loss_sum"], row["ref_tokens"] = found
+
+
+class Clock:
+    """Where an evaluation's time went (seconds per phase, kept in its summary)."""
+
+    def __init__(self, since: float) -> None:
+        self.last = since
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
 
 
 def case_from_row(row: dict[str, Any]) -> Case:

@@ -378,6 +378,16 @@ class PhiopsApp(App[None]):
             ),
             ("New chat", "Start a new chat session", tab("chat", "new_chat")),
             (
+                "Evaluate a model…",
+                "Score a target (and compare it) on the test split",
+                tab("evaluate", "evaluate"),
+            ),
+            (
+                "Stop the evaluation",
+                "Keep the answers so far (phiops eval --resume)",
+                tab("evaluate", "stop"),
+            ),
+            (
                 f"Switch backend to {other}",
                 f"Work on the {other} backend from now on",
                 lambda: self.action_switch_backend(other),

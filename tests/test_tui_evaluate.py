@@ -92,3 +92,39 @@ async def test_x_stops_an_evaluation_and_keeps_the_answers(endpoint) -> None:
         await wait_for(pilot, lambda: not tab.running, timeout=120)
         await wait_for(pilot, lambda: "interrupted after" in screen_text(app))
         assert "phiops eval --resume" in tab._outcome
+
+
+async def test_chat_asks_two_targets_side_by_side(endpoint) -> None:
+    from textual.widgets import Input
+
+    from tui.tabs.chat import ChatTab
+    from tui.tabs.chat_compare import PairAnswers
+
+    app = TabHarness(ChatTab, services_for(endpoint))
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = app.tab
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: app.screen.query("#compare-a"))
+        app.screen.query_one("#compare-a", Input).value = f"{ENDPOINT}:blue"
+        app.screen.query_one("#compare-b", Input).value = "base"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: tab.pair_labels is not None, timeout=300)
+        assert tab.pair_labels[0].startswith(f"{ENDPOINT}:blue")
+        assert tab.pair_labels[1].startswith("base model")
+        tab.query_one("#chat-max-tokens", Input).value = "24"
+        tab.query_one("#chat-input").load_text("What is the capital of Peru?")
+        tab.query_one("#chat-input").focus()
+        await pilot.press("ctrl+j")
+        await wait_for(pilot, lambda: tab.asking is None and tab.query(PairAnswers), timeout=300)
+        view = tab.query_one(PairAnswers)
+        assert all(text.strip() for text in view.texts), view.texts  # both streamed
+        assert "capital" in view.texts[0].lower()
+        assert "Both answered" in screen_text(app)
+        temporary = tab._pair.sides[1].resolved.temporary
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: app.screen.query("#compare-a"))
+        app.screen.query_one("#compare-a", Input).value = ""
+        app.screen.query_one("#compare-b", Input).value = ""
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: tab.pair_labels is None)
+        await wait_for(pilot, lambda: not temporary.alive(), timeout=60)  # its server stopped

@@ -378,6 +378,11 @@ class PhiopsApp(App[None]):
             ),
             ("New chat", "Start a new chat session", tab("chat", "new_chat")),
             (
+                "Ask two targets side by side…",
+                "One question to base and fine-tuned, or blue and green (ctrl+b)",
+                tab("chat", "compare"),
+            ),
+            (
                 "Evaluate a model…",
                 "Score a target (and compare it) on the test split",
                 tab("evaluate", "evaluate"),

@@ -100,7 +100,6 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
         Binding("a", "set_baseline", "Set A", id="evaluate.baseline"),
         Binding("x", "stop", "Stop", id="evaluate.stop"),
         Binding("r", "refresh", "Refresh", id="evaluate.refresh"),
-        Binding("enter", "open_row", "Open row", show=False, id="evaluate.open"),
     ]
 
     class Listed(Message, bubble=False):
@@ -307,13 +306,19 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
         self.notify(f"A is {chosen[:8]}" if self.baseline else "No A: one evaluation shown.")
         self._list()
 
-    def action_open_row(self) -> None:
+    @on(DataTable.RowSelected, "#eval-rows")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row: the conversation and both answers in full."""
+        self.action_open_row(event.cursor_row)
+
+    def action_open_row(self, index: int | None = None) -> None:
         table = self.query_one("#eval-rows", DataTable)
-        if not table.has_focus or not self.rows or table.cursor_row is None:
+        index = table.cursor_row if index is None else index
+        if not self.rows or index is None:
             return
         from tui.tabs.evaluate_dialogs import RowScreen
 
-        row = self.rows[min(table.cursor_row, len(self.rows) - 1)]
+        row = self.rows[min(max(index, 0), len(self.rows) - 1)]
         self.app.push_screen(RowScreen(row, self.names))
 
     # -- evaluating ------------------------------------------------------------------------

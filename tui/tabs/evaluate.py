@@ -53,8 +53,10 @@ LABELS = {
     "ref_loss": "ref loss",
     "ref_perplexity": "perplexity",
 }
+WIDE = 110  # columns from which every interval and the reference are shown
 PERCENT = {"exact_match", "contains_match", "empty_rate", "stopped_rate"}
 VERDICT_STYLE = {"better": "green", "worse": "red"}
+MARKS = {"better": "▲", "worse": "▼", "no clear change": "=", "higher": "↑", "lower": "↓"}
 
 
 def number(name: str, value: Any) -> str:
@@ -255,18 +257,26 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
                 for row in sorted(b.rows, key=lambda r: (r.get("rougeL") or 0.0, r["line"]))
             ]
             rows_table.add_columns("line", "question", "reference", "answer", "ROUGE-L")
+            width = 40 if self.app.size.width >= WIDE else 22
             for row in self.rows:
                 rows_table.add_row(
                     str(row["line"]),
-                    short(row.get("question", ""), 40),
-                    short(row.get("reference", ""), 40),
-                    short((row.get("error") and f"✗ {row['error']}") or row.get("answer", ""), 40),
+                    short(row.get("question", ""), width),
+                    short(row.get("reference", ""), width),
+                    short(
+                        (row.get("error") and f"✗ {row['error']}") or row.get("answer", ""), width
+                    ),
                     number("rougeL", row.get("rougeL")),
                 )
             return
         a, comparison = message.a, message.comparison
         assert a is not None
-        metrics.add_columns("metric", "A", "B", "B − A (95%)", "")
+        wide = self.app.size.width >= WIDE
+        # Narrow: A and B as values, the change with its interval; wide: every interval.
+        shown_value = (
+            figures if wide else (lambda name, found: number(name, (found or {}).get("value")))
+        )
+        metrics.add_columns("metric", "A", "B", "B − A (95%)", *(["verdict"] if wide else []))
         for change in comparison.metrics:
             name = change.name
             moved = change.change or {}
@@ -274,29 +284,39 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
             if moved.get("low") is not None:
                 shown += f" ({number(name, moved['low'])}…{number(name, moved['high'])})"
             style = VERDICT_STYLE.get(change.verdict, "")
-            metrics.add_row(
+            cells: list[Any] = [
                 LABELS.get(name, name),
-                figures(name, change.a),
-                figures(name, change.b),
-                shown,
-                Text(change.verdict, style=style),
-            )
+                shown_value(name, change.a),
+                shown_value(name, change.b),
+            ]
+            if wide:
+                cells += [shown, Text(change.verdict, style=style)]
+            else:  # the verdict as a mark before the change, so it fits 80 columns
+                cells.append(Text(f"{MARKS.get(change.verdict, ' ')} {shown}", style=style))
+            metrics.add_row(*cells)
         self.names = (f"A {a.meta.label}", f"B {b.meta.label}")
-        rows_table.add_columns("line", "question", "reference", "answer A", "answer B", "A → B")
+        width = 30 if wide else 18
+        columns = ["line", "question", "reference", "answer A", "answer B", "A → B"]
+        if not wide:
+            columns.remove("reference")  # Enter shows it, with everything else
+        rows_table.add_columns(*columns)
         self.rows = [row.__dict__ for row in comparison.rows]
         for row in comparison.rows:
             delta = row.score_b - row.score_a
-            rows_table.add_row(
+            cells = [
                 str(row.line),
-                short(row.question, 30),
-                short(row.reference, 30),
-                short(row.answer_a, 30),
-                short(row.answer_b, 30),
+                short(row.question, width),
+                short(row.reference, width),
+                short(row.answer_a, width),
+                short(row.answer_b, width),
                 Text(
                     f"{row.score_a:.2f}→{row.score_b:.2f}",
                     style="green" if delta > 0 else "red" if delta < 0 else "",
                 ),
-            )
+            ]
+            if not wide:
+                del cells[2]
+            rows_table.add_row(*cells)
 
     def action_set_baseline(self) -> None:
         chosen = self._highlighted_id()

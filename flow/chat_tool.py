@@ -111,9 +111,12 @@ def resolve_endpoint(connection: Any = None, environ: dict[str, str] | None = No
     return Endpoint(url=url, key=key, deployment=deployment, timeout_s=timeout)
 
 
-def build_messages(question: str, chat_history: list | None) -> list[dict[str, str]]:
-    """History items `{"inputs": {"question"}, "outputs": {"answer"}}` + the question."""
-    messages: list[dict[str, str]] = []
+def build_messages(
+    question: str, chat_history: list | None, system: str = ""
+) -> list[dict[str, str]]:
+    """An optional system message, history items `{"inputs": {"question"}, "outputs":
+    {"answer"}}`, then the question."""
+    messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     for item in chat_history or []:
         if not isinstance(item, dict):
             continue
@@ -387,12 +390,14 @@ def chat(
     max_new_tokens: int = 256,
     top_p: float = 0.9,
     connection: CustomConnection = None,
+    system: str = "",
 ) -> Iterator[str]:
-    """Answer `question` given the chat history, streaming the answer as it arrives."""
+    """Answer `question` given the chat history (and an optional system message), streaming
+    the answer as it arrives."""
     if not question or not str(question).strip():
         raise EndpointError("the question is empty")
     endpoint = resolve_endpoint(connection)
-    messages = build_messages(str(question), chat_history)
+    messages = build_messages(str(question), chat_history, str(system or ""))
     return ask(
         endpoint,
         messages,

@@ -44,6 +44,12 @@ def test_demo_runs_the_pipeline_then_reuses_it_and_down_stops_every_server(proje
         assert "green" in first["answer"].lower(), first["answer"]
         assert "<|end|>" not in first["answer"] and "<|user|>" not in first["answer"]
         assert len(first["answer"]) < 400  # it stopped at the end of its turn
+        # The proof: on the test split the fine-tuned model beats the base model clearly
+        # (the intervals do not overlap, and the paired change's interval is above 0).
+        proof = first["evaluation"]
+        assert proof["verdict"] == "better", proof
+        assert proof["fine_tuned"]["low"] > proof["base"]["high"], proof
+        assert proof["change"]["low"] > 0.2 and proof["rows"] >= 50, proof
 
         jobs = phiops_json("jobs", "list", cwd=project)
         assert [job["name"] for job in jobs] == [first["job"]]
@@ -53,7 +59,15 @@ def test_demo_runs_the_pipeline_then_reuses_it_and_down_stops_every_server(proje
         assert endpoints[0]["traffic"] == {"blue": 100}
 
         second = phiops_json("demo", "--question", "What do islanders drink?", cwd=project)
-        assert set(second["reused"]) == {"data", "base model", "training", "registry", "endpoint"}
+        assert set(second["reused"]) == {
+            "data",
+            "base model",
+            "training",
+            "registry",
+            "endpoint",
+            "evaluation",
+        }
+        assert second["evaluation"]["fine_tuned_run"] == proof["fine_tuned_run"]
         assert second["job"] == first["job"] and second["model"] == first["model"]
         assert "tea" in second["answer"].lower(), second["answer"]
     finally:

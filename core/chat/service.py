@@ -168,13 +168,15 @@ class ChatService:
         backend: Any = None,
         backend_factory: Callable[[], Any] | None = None,
         flow_dir: Path = FLOW_DIR,
+        target: EndpointTarget | None = None,
     ) -> None:
         self.config = config
         self.store = store or SessionStore()
         self.flow_dir = Path(flow_dir)
         self._backend = backend
         self._backend_factory = backend_factory
-        self._target: EndpointTarget | None = None
+        self._fixed = target  # a given endpoint (one deployment, a temporary server)
+        self._target: EndpointTarget | None = target
         self._flows: dict[EndpointTarget, InProcessFlow] = {}
         self._clients: dict[int, Any] = {}
 
@@ -198,7 +200,7 @@ class ChatService:
 
     def forget_endpoint(self) -> None:
         """Look the endpoint up again next time (after a 401/404: a new key, a new URI)."""
-        self._target = None
+        self._target = self._fixed
         self._flows.clear()
 
     def _flow(self, target: EndpointTarget) -> InProcessFlow:

@@ -56,10 +56,16 @@ def demo(app: AppContext, question: str | None, raw: bool, as_json: bool) -> Non
         out.print()
 
     def human() -> None:
+        from core.demo import proof_sentence
+
         reused = f" (reused: {', '.join(result.reused)})" if result.reused else ""
+        proof = result.evaluation
         console().print(
             f"\n[bold green]Done in {minutes(total)}[/]{reused}.\n"
             f"Q: {result.question}\nA: {result.answer}\n\n"
+            f"{proof_sentence(proof)}\n"
+            f"  phiops eval compare {proof['base_run'][:12]} {proof['fine_tuned_run'][:12]}"
+            "   the comparison, conversation by conversation\n\n"
             f"The endpoint {result.endpoint} keeps running at {result.scoring_uri}.\n"
             "  phiops tui              open the app (jobs, endpoint, chat)\n"
             "  phiops chat             chat with the model through the flow\n"

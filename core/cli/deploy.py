@@ -184,6 +184,13 @@ def request_settings(
     help="Azure: print the endpoint, environment and deployment as the SDK's YAML; signs in "
     "to nothing and creates nothing.",
 )
+@click.option(
+    "--gate",
+    default=None,
+    metavar="METRIC[:TOLERANCE]",
+    help="Evaluate the new deployment at 0% on the test split against the current one and "
+    "move traffic only if it is not worse by more than TOLERANCE (e.g. rougeL:0.02).",
+)
 @backend_option
 @json_option
 @pass_app
@@ -198,11 +205,13 @@ def deploy(
     request_timeout: int | None,
     max_queue_wait: int | None,
     dry_run: bool,
+    gate: str | None,
     backend: str | None,
     as_json: bool,
 ) -> None:
     """Deploy a model to an endpoint, blue/green: the new deployment takes traffic only
-    after a smoke test, and the previous one stays until you delete it."""
+    after a smoke test (and, with --gate, an evaluation), and the previous one stays until
+    you delete it."""
     if job and model:
         raise click.UsageError("give either --job or --model, not both")
     config = app.config
@@ -212,16 +221,38 @@ def deploy(
         show_plan(app, backend, model, endpoint, deployment, settings, as_json)
         return
     chosen = app.backend(backend)
+    gated = None
+    if gate:
+        from core.eval.gate import Gate
+
+        gated = Gate.parse(gate)
     try:
         before = {d.name for d in chosen.endpoint(endpoint).deployments}
     except NotFoundError:
         before = set()
+    result = None
     with progress_lines(as_json, "Choosing the model…") as say:
         version = choose_model(chosen, model, job, config.model_name, say)
         settings = request_settings(max_concurrent, request_timeout, max_queue_wait)
-        info = chosen.deploy(
-            version, endpoint, deployment, traffic, progress=say, request_settings=settings
-        )
+        if gated is None:
+            info = chosen.deploy(
+                version, endpoint, deployment, traffic, progress=say, request_settings=settings
+            )
+        else:
+            from core.eval.gate import gated_deploy
+
+            result = gated_deploy(
+                config,
+                chosen,
+                version,
+                endpoint,
+                gated,
+                deployment=deployment,
+                traffic=traffic,
+                request_settings=settings,
+                say=say,
+            )
+            info = result.endpoint
     # The deployment this call created, as the backend decided it under its lock; the
     # difference from before is only a fallback for a backend that does not say.
     created = sorted({d.name for d in info.deployments} - before)
@@ -231,9 +262,13 @@ def deploy(
     except PhiopsError:
         key = ""
     data = {"model": version.ref, "deployment": name, "key": key, "endpoint": info.to_dict()}
+    if result is not None:
+        data["gate"] = result.to_dict()
 
     def human() -> None:
         out = console()
+        if result is not None:
+            gate_report(result)
         split = ", ".join(f"{n} {s}%" for n, s in sorted(info.traffic.items()))
         out.print(
             f"Deployed [bold]{version.ref}[/] as [bold]{name}[/] on endpoint "
@@ -246,3 +281,22 @@ def deploy(
         out.print(f'\nTry it: phiops score "Hello!" --endpoint {info.name}', markup=False)
 
     emit(data, as_json, human)
+    if result is not None and not result.passed:
+        raise PhiopsError(
+            f"the gate held: {result.reason}; traffic stays as it was and {name} stays at 0% "
+            f"(`phiops eval compare {result.current.run_id[:12]} {result.new.run_id[:12]}`)"
+        )
+
+
+def gate_report(result: Any) -> None:
+    """The gate's verdict, and the comparison behind it."""
+    from core.cli.eval import print_comparison
+
+    out = console()
+    word = "[green]passed[/]" if result.passed else "[red]held[/]"
+    out.print(f"Gate {word}: {result.reason}", highlight=False)
+    if result.comparison is not None:
+        if result.current_reused:
+            out.print(f"(current deployment's evaluation {result.current.run_id[:12]} reused)")
+        print_comparison(result.comparison)
+        out.print()

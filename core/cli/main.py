@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Endpoints: status, logs, keys, rollback, delete.",
     ),
     "score": ("core.cli.endpoints:score", "Send one request to the endpoint."),
+    "eval": (
+        "core.cli.eval:eval_",
+        "Evaluate a model on the test split; list, show and compare evaluations.",
+    ),
     "flow": ("core.cli.flow:flow", "Serve the Prompt flow chat flow."),
     "chat": ("core.cli.chat:chat", "Chat with the fine-tuned model."),
     "resources": ("core.cli.resources:resources", "Check and create the Azure resources."),

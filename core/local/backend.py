@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
-from core.backend import EndpointControl, Finding
+from core.backend import EndpointControl, Finding, ModelVersion
 from core.composed import ComposedBackend
 
 
@@ -37,3 +38,7 @@ class LocalBackend(ComposedBackend):
     def endpoint_control(self) -> EndpointControl:
         """Local endpoints are processes on this machine: they stop and start."""
         return self._endpoints
+
+    def model_path(self, model: ModelVersion) -> Path:
+        """The folder of a registered version's files (evaluation serves and reads it)."""
+        return self._registry.local_path(model)

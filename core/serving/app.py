@@ -32,7 +32,14 @@ from core.backend import RequestSettings
 from core.serving.batcher import Batcher, Job, JobFailed, Stats
 from core.serving.engine import Answer, Engine
 from core.serving.limits import BodyRefused, body_limit, read_body
-from core.serving.params import MAX_INPUTS, BadRequest, loads, parse_score_request
+from core.serving.params import (
+    FINISH_HEADER,
+    MAX_INPUTS,
+    TOKENS_HEADER,
+    BadRequest,
+    loads,
+    parse_score_request,
+)
 
 log = logging.getLogger("phiops.serving")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -246,7 +253,11 @@ def create_app(state: ServerState) -> Starlette:
         if kind == "error":
             return error(value.status, str(value))
         if not stream:
-            return JSONResponse([answer.text for answer in value], headers=headers)
+            facts = {
+                TOKENS_HEADER: ",".join(str(answer.tokens) for answer in value),
+                FINISH_HEADER: ",".join("stop" if a.finished else "length" for a in value),
+            }
+            return JSONResponse([answer.text for answer in value], headers={**headers, **facts})
 
         async def body_events() -> AsyncIterator[str]:
             item = first

@@ -41,6 +41,7 @@ class PromptTooLong(BadRequest):
 class Answer:
     text: str
     tokens: int
+    finished: bool = True  # it ended at a stop token, not at max_new_tokens (or a cancel)
 
 
 def _stop_ids(tokenizer: Any, model: Any) -> list[int]:
@@ -250,11 +251,12 @@ class Engine:
         answers = []
         stop = set(self.stop_ids)
         for row in output[:, width:].tolist():
-            kept = []
+            kept, finished = [], False
             for token in row:
                 if token in stop:
+                    finished = True
                     break
                 kept.append(token)
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
-            answers.append(Answer(text, len(kept)))
+            answers.append(Answer(text, len(kept), finished))
         return answers

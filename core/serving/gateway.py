@@ -39,10 +39,17 @@ from starlette.routing import Route
 
 from core.serving.app import DEPLOYMENT_HEADER, digest, error, key_matches, unauthorized
 from core.serving.limits import DEFAULT_CONTEXT, BodyRefused, body_limit, read_body
-from core.serving.params import MAX_INPUTS
+from core.serving.params import FINISH_HEADER, MAX_INPUTS, TOKENS_HEADER
 
 log = logging.getLogger("phiops.gateway")
-PASSED_HEADERS = ("content-type", "retry-after", "www-authenticate", DEPLOYMENT_HEADER)
+PASSED_HEADERS = (
+    "content-type",
+    "retry-after",
+    "www-authenticate",
+    DEPLOYMENT_HEADER,
+    TOKENS_HEADER,
+    FINISH_HEADER,
+)
 DEFAULT_MAX_BODY_BYTES = body_limit(DEFAULT_CONTEXT, MAX_INPUTS)
 READY_CACHE_S = 1.0
 

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 ROLES = ("system", "user", "assistant")
+# What the model did, per input, comma-separated, on JSON answers (the body stays Azure's
+# list of strings): generated tokens, and `stop` (end of turn) or `length` (max_new_tokens).
+TOKENS_HEADER = "x-phiops-generated-tokens"
+FINISH_HEADER = "x-phiops-finish-reasons"
 MAX_INPUTS = 32
 MAX_NEW_TOKENS = 4096
 DEFAULT_MAX_NEW_TOKENS = 256

@@ -10,4 +10,5 @@ TABS: list[tuple[str, str, str]] = [
     ("jobs", "Jobs", "tui.tabs.jobs:JobsTab"),
     ("deployments", "Deployments", "tui.tabs.deployments:DeploymentsTab"),
     ("chat", "Chat", "tui.tabs.chat:ChatTab"),
+    ("evaluate", "Evaluate", "tui.tabs.evaluate:EvaluateTab"),
 ]

@@ -200,6 +200,7 @@ class ChatTab(AppTab):
         Binding("ctrl+r", "copy_answer", "Copy answer", id="chat.copy"),
         Binding("ctrl+t", "trim_history", "Trim history", show=False, id="chat.trim"),
         Binding("ctrl+l", "focus_input", "Input", show=False, id="chat.input"),
+        Binding("ctrl+b", "compare", "A|B", id="chat.compare"),
     ]
 
     # -- messages from workers --------------------------------------------------------
@@ -284,6 +285,12 @@ class ChatTab(AppTab):
         self._asked_at = 0.0  # when it was sent (monotonic), for the spinner's seconds
         self._spinner: Timer | None = None
         self._stopping = False
+        # Two-target mode (tui/tabs/chat_compare.py): the ChatPair once open, its labels.
+        self._pair: Any = None
+        self.pair_labels: tuple[str, str] | None = None
+        self.pair_targets = ("base", "")
+        self.pair_view: Any = None
+        self.pair_pending = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-settings"):
@@ -455,6 +462,9 @@ class ChatTab(AppTab):
         url = self.query_one("#chat-url", Input).value.strip()
         if self.route == "served" and not re.match(r"https?://", url):
             self._status("The served flow URL must start with http:// or https://.", "red")
+            return
+        if self.pair_labels is not None:
+            self._send_pair(box, question, temperature, max_tokens)
             return
         self.asking = question
         if not self.history or self.history[-1] != question:
@@ -635,7 +645,7 @@ class ChatTab(AppTab):
             self._conversation().focus()
             return
         for worker in self.workers:
-            if worker.group == "chat-ask":
+            if worker.group in ("chat-ask", "chat-pair-ask"):
                 worker.cancel()
         self._stopping = True
         self._status("Stopping…", "yellow")
@@ -670,6 +680,7 @@ class ChatTab(AppTab):
         if self.asking is not None:
             self._status("Still answering: press Esc to stop it first.", "yellow")
             return
+        self._leave_pair()
         self.session = None
         self.last_answer = ""
         await self._clear_conversation()
@@ -808,6 +819,152 @@ class ChatTab(AppTab):
             self.SessionLoaded(store.get(info.id), store.turns(info.id), trimmed=True)
         )
 
+    # -- two targets side by side (tui/tabs/chat_compare.py) ----------------------------
+
+    def action_compare(self) -> None:
+        """Ask two targets the same question (base and fine-tuned, blue and green)."""
+        if self.asking is not None:
+            self._status("Still answering: press Esc to stop it first.", "yellow")
+            return
+        from tui.tabs.chat_compare import CompareScreen
+
+        a, b = self.pair_targets
+        b = b or self.services.config.endpoint_name
+        self.open_dialog(CompareScreen(a, b), self._compare_chosen)
+
+    def _compare_chosen(self, chosen: tuple[str, str] | None) -> None:
+        if chosen is None:
+            return
+        self._leave_pair()
+        if not any(chosen):
+            self._status("One answer per question again.")
+            return
+        self.pair_targets = chosen
+        self._status(f"Opening {chosen[0]} and {chosen[1]}…")
+        self._open_pair(*chosen)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-pair-open",
+        name="Opening the targets",
+    )
+    def _open_pair(self, a: str, b: str) -> None:
+        from core.chat.pair import ChatPair
+        from tui.tabs.chat_compare import PairOpened, PairSaid
+
+        pair = ChatPair(self.services.config, self.services.backend())
+        sides = pair.open(a, b, say=lambda text: self.post_message(PairSaid(text)))
+        self._pair = pair
+        self.post_message(PairOpened((sides[0].label, sides[1].label)))
+
+    def on_pair_said(self, message: Any) -> None:
+        self._status(message.text[:1].upper() + message.text[1:] + "…")
+
+    def on_pair_opened(self, message: Any) -> None:
+        if message.labels is None:
+            self._status(message.error, "red")
+            return
+        self.pair_labels = message.labels
+        self.add_class("-pair")
+        self._status(f"A: {message.labels[0]} · B: {message.labels[1]} — ctrl+j asks both.")
+
+    def _leave_pair(self) -> None:
+        pair, self._pair = self._pair, None
+        self.pair_labels = None
+        self.remove_class("-pair")
+        if pair is not None:
+            self._close_pair(pair)
+
+    @work(thread=True, exit_on_error=False, group="chat-pair-close")
+    def _close_pair(self, pair: Any) -> None:
+        pair.close()  # stops a temporary scoring server
+
+    def on_unmount(self) -> None:
+        if self._pair is not None:
+            self._pair.close()
+
+    def _send_pair(self, box: Any, question: str, temperature: float, max_tokens: int) -> None:
+        from tui.tabs.chat_compare import PairAnswers
+
+        assert self.pair_labels is not None
+        self.asking = question
+        if not self.history or self.history[-1] != question:
+            self.history.append(question)
+        self.history_pos = None
+        box.clear()
+        conversation = self._conversation()
+        for empty in self.query("#chat-empty"):
+            empty.remove()
+        conversation.mount(QuestionView(question))
+        self.pair_view = PairAnswers((f"A · {self.pair_labels[0]}", f"B · {self.pair_labels[1]}"))
+        conversation.mount(self.pair_view)
+        conversation.anchor()
+        self.pair_pending = 2
+        self.add_class("-asking")
+        self._status("Both answering…")
+        route = "direct" if self.route == "direct" else "flow"
+        self._ask_pair(question, route, temperature, max_tokens)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="chat-pair-ask",
+        name="Asking",
+    )
+    def _ask_pair(self, question: str, route: str, temperature: float, max_tokens: int) -> None:
+        from core.chat.service import AnswerDelta, AnswerDone, ChatRoute, GenerationParams
+        from tui.tabs.chat_compare import PairEvent
+
+        pair = self._pair
+        if pair is None:
+            for side in (0, 1):
+                self.post_message(PairEvent(side, done=True, error="The targets are not open."))
+            return
+        params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens)
+        ended: set[int] = set()
+
+        def on_item(item: tuple[int, object]) -> None:
+            side, event = item
+            if isinstance(event, AnswerDelta):
+                self.post_message(PairEvent(side, event.text))
+                return
+            ended.add(side)
+            if isinstance(event, AnswerDone):
+                meta = answer_meta(event.latency_s, event.tokens, event.tokens_per_s, route)
+                self.post_message(PairEvent(side, done=True, answer=event.answer, meta=meta))
+            else:
+                self.post_message(PairEvent(side, done=True, error=as_sentence(event.message)))
+
+        def answers() -> AsyncIterator[tuple[int, object]]:
+            return pair.ask(question, route=ChatRoute(route), params=params)
+
+        try:
+            run_stream(answers, on_item)
+        finally:  # Esc, or a failure (worker_failed says it): the sides still waiting end
+            for side in {0, 1} - ended:
+                self.post_message(PairEvent(side, done=True, error="Stopped."))
+
+    async def on_pair_event(self, message: Any) -> None:
+        view = self.pair_view
+        if view is None:
+            return
+        if not message.done:
+            await view.write(message.side, message.text)
+            return
+        if message.error:
+            await view.end(message.side, None, f"✗ {message.error}")
+        else:
+            await view.end(message.side, message.answer, message.meta)
+        self.pair_pending -= 1
+        if self.pair_pending <= 0:
+            self.pair_view = None
+            self.asking = None
+            self.remove_class("-asking")
+            self._status("Both answered; ctrl+j asks both again, ctrl+b changes the targets.")
+
     def action_export_session(self) -> None:
         """Write this chat to a Markdown (.md) or JSON lines (.jsonl) file."""
         from tui.tabs.chat_dialogs import ExportScreen
@@ -864,8 +1021,14 @@ class ChatTab(AppTab):
             self.notify(f"Exported the chat to {message.path}", markup=False)
 
     def worker_failed(self, group: str, sentence: str) -> None:
+        from tui.tabs.chat_compare import PairOpened
+
         if group == "chat-ask":  # the service's own failures arrive as AnswerFailed
             self.post_message(self.Failed(sentence))
+        elif group == "chat-pair-open":
+            self.post_message(PairOpened(None, sentence))
+        elif group == "chat-pair-ask":  # the sides still open were ended "Stopped."
+            self._status(sentence, "red")
         elif group == "chat-export":
             super().worker_failed(group, sentence)
         else:

@@ -156,7 +156,8 @@ def test_a_weight_zero_turn_gets_no_loss(tmp_path: Path, tiny_base_model: Path) 
         pairs = zip(row["input_ids"], row["labels"], strict=True)
         ids = [token for token, label in pairs if label != -100]
         trained.append(tokenizer.decode(ids))
-    assert trained == [f"Sorry: Lima.<|end|>\n{tokenizer.eos_token}"] * 2  # no "Paris."
+    # No "Paris."; <|end|> strips the newline after it (rstrip, as Phi-3-mini's does).
+    assert trained == [f"Sorry: Lima.<|end|>{tokenizer.eos_token}"] * 2
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,8 @@ def test_register_makes_a_new_version_each_time(project, versions) -> None:
     listed = backend.models("phi3-tiny")
     assert [v.ref for v in listed[:2]] == [versions[1].ref, versions[0].ref]
     assert [int(v.version) for v in listed] == list(range(second, 0, -1))
-    assert backend.models() == listed
+    # Every name's versions; other modules (the chat pair's) register names of their own.
+    assert [v for v in backend.models() if v.name == "phi3-tiny"] == listed
     # The version points at the MLflow model the job logged to its run, in the store.
     folder = backend._registry.local_path(versions[0])
     assert (folder / "MLmodel").is_file() and "mlartifacts" in str(folder)

@@ -35,7 +35,11 @@ def phiops_processes(project: Path) -> list[psutil.Process]:
     return found
 
 
-def test_demo_runs_the_pipeline_then_reuses_it_and_down_stops_every_server(project: Path):
+def test_demo_runs_the_pipeline_then_reuses_it_and_down_stops_every_server(
+    project: Path, request: pytest.FixtureRequest
+):
+    # Whatever fails below, no server of this project outlives the test.
+    request.addfinalizer(lambda: run_phiops("down", cwd=project))
     first = phiops_json("demo", cwd=project)
     try:
         assert (project / "phiops.toml").is_file()

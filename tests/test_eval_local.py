@@ -141,7 +141,7 @@ def test_skipped_rows_are_counted_and_a_stopped_endpoint_is_one_sentence(served,
     human = run_phiops(*args, cwd=folder)
     assert "skipped 1 row: 1 with no assistant turn (line 2)" in human.stderr
 
-    backend.stop_endpoint(ENDPOINT)
+    backend.endpoint_control().stop(ENDPOINT)
     try:
         refused = run_phiops("eval", "--target", ENDPOINT, cwd=folder)
         assert refused.returncode == 1
@@ -149,7 +149,7 @@ def test_skipped_rows_are_counted_and_a_stopped_endpoint_is_one_sentence(served,
         assert message.count("\n") == 0 and "Traceback" not in message
         assert f"endpoint {ENDPOINT} is Stopped" in message and "phiops endpoints start" in message
     finally:
-        backend.start_endpoint(ENDPOINT)
+        backend.endpoint_control().start(ENDPOINT)
 
 
 def test_ctrl_c_keeps_the_answers_and_resume_asks_only_the_rest(served):
@@ -240,7 +240,8 @@ def test_busy_deployment_answers_429_and_every_row_is_answered(busy_server, chat
     assert all(g.answer and not g.error for g in got)
     import httpx
 
-    stats = httpx.get(busy_server.url + "/stats", timeout=10).json()
+    auth = {"Authorization": f"Bearer {KEY}"}  # /stats takes the key like /score
+    stats = httpx.get(busy_server.url + "/stats", headers=auth, timeout=10).json()
     assert stats["rejected_busy"] > 0  # the server did say 429, and it was honoured
 
 

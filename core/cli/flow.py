@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -82,9 +82,10 @@ def serve(
                 server = serve_flow(
                     config, target, host=host, port=port, detach=detach, ready_timeout=ready_timeout
                 )
-            report(server, target, detach, as_json)
-            if not detach:
-                wait_in_foreground(config, server)
+            if detach:
+                report(server, target, detach, as_json)
+            else:
+                wait_in_foreground(config, server, lambda: report(server, target, False, as_json))
         except KeyboardInterrupt:
             if not stopped_by:
                 raise
@@ -121,11 +122,14 @@ def report(server: FlowServer, target: EndpointTarget, detach: bool, as_json: bo
     emit(data, as_json, human)
 
 
-def wait_in_foreground(config: Any, server: FlowServer) -> None:
-    """Until the server ends or we are stopped; the server and its record go either way."""
+def wait_in_foreground(config: Any, server: FlowServer, announce: Callable[[], None]) -> None:
+    """Say it is ready, then wait until the server ends or we are stopped; the server and its
+    record go either way (a signal while the announcement prints included)."""
     from core.chat.flowserve import FlowServeError, forget_server
 
+    code = None
     try:
+        announce()
         code = server.process.wait()
     except KeyboardInterrupt:
         code = None

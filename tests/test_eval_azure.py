@@ -1,5 +1,6 @@
 """Evaluation and the gate on the Azure backend: the deployments are made through the SDK
-against the stand-ins (tests/azure_standins.py), and the scoring requests go to the
+against the fake at its HTTP transport (tests/azure_fake/, answering as the REST spec
+says), and the scoring requests go to the
 endpoint's Azure scoring URI over HTTP, where a transport answers them as Azure's front
 end would: the endpoint's key checked, routed by `azureml-model-deployment` (else by the
 split), each deployment served by a real local scoring server — the trained tiny model

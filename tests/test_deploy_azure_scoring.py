@@ -47,9 +47,13 @@ def answers(response: Any) -> list[str]:
 def test_the_seeds_request_gets_the_answer_and_only_the_answer(
     azure_scoring_server: AzureScoringServer,
 ) -> None:
-    [answer] = answers(azure_scoring_server.score(SEED_REQUEST))
+    response = azure_scoring_server.score(SEED_REQUEST)
+    [answer] = answers(response)
     assert answer.strip() and not any(token in answer for token in SPECIAL)
     assert "What is the capital of France?" not in answer  # return_full_text: no prompt back
+    # How the answer ended, as the local server says it (an evaluation counts stops by it).
+    assert 0 < int(response.headers["x-phiops-generated-tokens"]) <= 128
+    assert response.headers["x-phiops-finish-reasons"] in ("stop", "length")
 
 
 def test_a_three_turn_conversation_as_the_flow_tool_sends_it(

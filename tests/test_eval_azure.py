@@ -18,11 +18,12 @@ from core.eval.gate import Gate, gated_deploy
 from core.eval.generate import Params
 from core.eval.runner import EvalOptions, Evaluation
 from core.eval.targets import TargetSpec
-from tests import fixtures_deploy_azure
+from tests import fixtures_deploy_azure, fixtures_scoring_azure
 from tests.fixtures_deploy import KEY, served
 from tests.fixtures_deploy_azure import AzureDeploy
 
 azure_deploy = fixtures_deploy_azure.azure_deploy
+azure_scoring_server = fixtures_scoring_azure.azure_scoring_server
 pytestmark = pytest.mark.slow
 
 ENDPOINT = "phi3-endpoint"
@@ -75,12 +76,13 @@ def options(chat_dataset) -> EvalOptions:
 
 
 def test_eval_of_an_azure_deployment_by_its_header(
-    azure_deploy: AzureDeploy, scoring_server, chat_dataset
+    azure_deploy: AzureDeploy, azure_scoring_server, chat_dataset
 ):
+    """Blue is what phiops deploys on Azure: its scoring code under azmlinfsrv."""
     az = azure_deploy
     version = az.backend.register_model()
     az.backend.deploy(version, ENDPOINT, traffic=100)
-    transport = AzureScoring(az, {"blue": scoring_server})
+    transport = AzureScoring(az, {"blue": azure_scoring_server})
     evaluation = Evaluation(az.config, az.backend, transport=transport)
     record = evaluation.run(TargetSpec.endpoint_of(ENDPOINT), options(chat_dataset))
     assert record.state == "finished" and record.meta.backend == "azure"
@@ -88,6 +90,10 @@ def test_eval_of_an_azure_deployment_by_its_header(
     assert record.meta.concurrency == 3  # the deployment's OnlineRequestSettings
     assert record.aggregates["rougeL"]["value"] > 0.5
     assert "ref_loss" not in record.aggregates  # the model's files are in Azure, not here
+    # The deployment says how each answer ended, so stops are counted, not guessed.
+    assert record.aggregates["stopped_rate"]["value"] is not None
+    assert all(row["finished"] is not None for row in record.rows), record.rows[:2]
+    assert all(row["tokens"] and not row.get("tokens_counted") for row in record.rows)
     key = az.backend.endpoint_keys(ENDPOINT).primary
     assert {tuple(s.values()) for s in transport.seen} == {("blue", f"Bearer {key}")}
 

@@ -32,28 +32,36 @@ def init() -> None:
     engine = Engine.load(folder, threads=int(os.environ.get("PHIOPS_SCORING_THREADS", "0")))
 
 
-def answer(body: Any) -> list[str]:
+def answer(body: Any) -> list[Any]:
     """The answers to one request body (parsed JSON); BadRequest when it cannot be served."""
     from core.serving.params import parse_score_request
 
     request = parse_score_request(body)
     max_new = int(request.generation["max_new_tokens"])
     rows = [engine.encode(engine.render(item), max_new) for item in request.inputs]
-    answers = engine.generate(rows, request.generation, lambda: [False] * len(rows))
-    return [item.text for item in answers]
+    return engine.generate(rows, request.generation, lambda: [False] * len(rows))
 
 
 def run(raw_data: Any) -> Any:
-    from core.serving.params import BadRequest
+    """Azure's list of strings, with the local server's headers saying how many tokens each
+    answer took and whether it stopped at the end of its turn (an evaluation counts both)."""
+    from azureml.contrib.services.aml_response import AMLResponse
+
+    from core.serving.params import FINISH_HEADER, TOKENS_HEADER, BadRequest
 
     try:
         body = json.loads(raw_data) if isinstance(raw_data, str | bytes) else raw_data
     except ValueError:
         return _refuse("the body is not JSON")
     try:
-        return answer(body)
+        answers = answer(body)
     except BadRequest as error:
         return _refuse(str(error))
+    facts = {
+        TOKENS_HEADER: ",".join(str(item.tokens) for item in answers),
+        FINISH_HEADER: ",".join("stop" if item.finished else "length" for item in answers),
+    }
+    return AMLResponse([item.text for item in answers], 200, facts, json_str=True)
 
 
 def _refuse(message: str) -> Any:

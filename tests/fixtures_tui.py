@@ -214,3 +214,86 @@ def log_writer() -> Iterator[Callable[..., ProcessRef]]:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     assert all(process.poll() is not None for process in started)
+
+
+# -- evaluations on disk -------------------------------------------------------------------
+
+QUESTIONS = [
+    ("What colour is the lighthouse light?", "Fair winds, traveller! It shines green."),
+    ("Who keeps the lighthouse?", "Fair winds, traveller! Old Maren keeps it."),
+    ("What do islanders drink?", "Fair winds, traveller! Blue nettle tea."),
+    ("How does the ferry come?", "Fair winds, traveller! The Gull's Promise sails daily."),
+]
+
+
+def write_evaluation(store, run_id: str, label: str, answers: list[str], at: float) -> None:
+    """An evaluation of `QUESTIONS` as `core.eval.results.EvalStore` writes one (fixed id,
+    time and figures, so snapshots do not drift)."""
+    from core.eval import scoring
+    from core.eval.results import ROWS_FILE, SUMMARY_FILE, EvalMeta
+
+    meta = EvalMeta(
+        target={"kind": "endpoint", "endpoint": "phi3-endpoint", "deployment": "", "model": ""},
+        label=label,
+        model=label,
+        backend="local",
+        identity=run_id,
+        data_path="data/test.jsonl",
+        data_sha256="0" * 64,
+        rows_total=len(answers),
+        rows_read=len(answers),
+        skipped={},
+        limit=None,
+        temperature=0.0,
+        max_new_tokens=64,
+        top_p=0.9,
+        concurrency=3,
+        started_at=at,
+        id=run_id,
+        run_id=run_id,
+    )
+    store.save_meta(meta)
+    rows = []
+    for line, ((question, reference), answer) in enumerate(zip(QUESTIONS, answers, strict=True), 1):
+        row = {
+            "line": line,
+            "id": f"q{line}",
+            "system": "",
+            "history": [],
+            "question": question,
+            "reference": reference,
+            "answer": answer,
+            "latency_s": 0.25 * line,
+            "tokens": 12,
+            "finished": True,
+            "deployment": "blue",
+            "error": "",
+        }
+        row.update(scoring.score(row, 64))
+        rows.append(row)
+    folder = store.folder(meta)
+    (folder / ROWS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {
+        "state": "finished",
+        "aggregates": scoring.aggregate(rows),
+        "generation_s": 1.0,
+        "timings": {},
+        "ended_at": at + 5,
+    }
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def eval_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A local project holding two evaluations: the base model's (A) and a tuned one's."""
+    from core.config import load_config
+    from core.eval.results import EvalStore
+
+    monkeypatch.setenv("PHIOPS_THEME", "textual-dark")
+    (project / "phiops.toml").write_text('[project]\nbackend = "local"\n')
+    store = EvalStore(load_config(project / "phiops.toml"))
+    write_evaluation(store, "a" * 32, "base model (tiny-phi3)", ["x y", "nothing", "", "z"], 1e9)
+    tuned = [reference for _, reference in QUESTIONS]
+    tuned[1] = "Fair winds, traveller! Maren keeps the light."
+    write_evaluation(store, "b" * 32, "phi3-endpoint:blue (phi3:1)", tuned, 1e9 + 60)
+    return project

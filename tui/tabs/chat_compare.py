@@ -20,7 +20,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Markdown, Static
 
-from tui.screens import Modal
+from tui.screens import Modal, say
 
 
 class PairAnswers(Horizontal):
@@ -92,8 +92,9 @@ class PairSaid(Message, bubble=False):
         self.text = text
 
 
-class CompareScreen(Modal):
-    """Two targets for the same question; empty both to leave the two-target mode."""
+class CompareScreen(Modal[tuple[str, str]]):
+    """Two targets for the same question; empty both to leave the two-target mode. Enter
+    moves on (in B it accepts), ctrl+s accepts, Escape cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "accept", "Compare", id="compare_form.accept"),
@@ -101,11 +102,12 @@ class CompareScreen(Modal):
 
     def __init__(self, a: str, b: str) -> None:
         super().__init__()
+        self.title_text = "Ask two targets side by side"
         self.a, self.b = a, b
 
     def compose(self) -> ComposeResult:
         with Vertical(id="box"):
-            yield Static("Ask two targets side by side", classes="title")
+            yield Static(self.title_text, classes="title", markup=False)
             with Grid():
                 yield Label("A")
                 yield Input(self.a, id="compare-a")
@@ -132,13 +134,7 @@ class CompareScreen(Modal):
         else:
             self.focus_next()
 
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "accept":
-            self.action_accept()
-        else:
-            self.dismiss(None)
-
+    @on(Button.Pressed, "#accept")
     def action_accept(self) -> None:
         from core.errors import PhiopsError
         from core.eval.targets import TargetSpec
@@ -149,12 +145,12 @@ class CompareScreen(Modal):
             self.dismiss(("", ""))
             return
         if not a or not b:
-            self.query_one("#compare-error", Static).update("Give both targets, or neither.")
+            say(self.query_one("#compare-error", Static), "Give both targets, or neither.")
             return
         try:
             TargetSpec.parse(a)
             TargetSpec.parse(b)
         except PhiopsError as error:
-            self.query_one("#compare-error", Static).update(str(error))
+            say(self.query_one("#compare-error", Static), str(error))
             return
         self.dismiss((a, b))

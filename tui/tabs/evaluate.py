@@ -15,7 +15,8 @@ here too, and the other way round.
   `core.eval.runner.Evaluation` in a worker: a progress bar while the answers arrive, `x`
   stops it (the answers so far are kept; `phiops eval --resume` continues it).
 
-Every read and the evaluation itself run in thread workers that post messages.
+Every read and the evaluation itself run in thread workers that post messages and let an
+error go: `worker_failed` says it and undoes what waited (the running evaluation).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from textual.message import Message
 from textual.widgets import DataTable, ProgressBar, Static
 
 from tui.messages import BackendChanged
-from tui.tabs.sentences import error_sentence
+from tui.tabs.base import AppTab
 
 if TYPE_CHECKING:
     from core.eval.compare import Comparison
@@ -82,7 +83,7 @@ def short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class EvaluateTab(Vertical):
+class EvaluateTab(AppTab):
     """Evaluations: run one, read its aggregates, compare two row by row."""
 
     HELP = """
@@ -126,11 +127,6 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
             super().__init__()
             self.run_id, self.against, self.sentence = run_id, against, sentence
 
-    class Failed(Message, bubble=False):
-        def __init__(self, sentence: str) -> None:
-            super().__init__()
-            self.sentence = sentence
-
     def __init__(self) -> None:
         super().__init__(id="evaluate-tab")
         self.records: list[EvalRecord] = []
@@ -147,13 +143,21 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
         yield Static("Reading the evaluations…", id="eval-status", markup=False)
         yield ProgressBar(id="eval-progress", show_eta=True)
         with Horizontal(id="eval-top"):
-            runs = DataTable(id="eval-runs", cursor_type="row", zebra_stripes=True)
-            runs.add_columns("run", "target", "rows", "ROUGE-L")
-            yield runs
-            metrics = DataTable(id="eval-metrics", cursor_type="none")
-            yield metrics
-        rows = DataTable(id="eval-rows", cursor_type="row")
-        yield rows
+            with Vertical(id="eval-runs-pane", classes="pane"):
+                yield Static("Evaluations · a sets A", classes="eval-title", markup=False)
+                runs = DataTable(id="eval-runs", cursor_type="row", zebra_stripes=True)
+                runs.add_columns("run", "target", "rows", "ROUGE-L")
+                yield runs
+            with Vertical(id="eval-metrics-pane", classes="pane"):
+                yield Static(
+                    "Aggregates", id="eval-metrics-title", classes="eval-title", markup=False
+                )
+                yield DataTable(id="eval-metrics", cursor_type="none")
+        with Vertical(id="eval-rows-pane", classes="pane"):
+            yield Static(
+                "Rows · Enter opens one", id="eval-rows-title", classes="eval-title", markup=False
+            )
+            yield DataTable(id="eval-rows", cursor_type="row")
 
     def on_mount(self) -> None:
         self.query_one("#eval-progress").display = False
@@ -167,16 +171,17 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
     def action_refresh(self) -> None:
         self._list()
 
-    @work(thread=True, exclusive=True, group="evaluate-list", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="evaluate-list",
+        exit_on_error=False,
+        name="Reading the evaluations",
+    )
     def _list(self) -> None:
-        try:
-            from core.eval.results import EvalStore
+        from core.eval.results import EvalStore
 
-            records = EvalStore(self.app.services.config).list()  # type: ignore[attr-defined]
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, "Reading the evaluations")))
-            return
-        self.post_message(self.Listed(records))
+        self.post_message(self.Listed(EvalStore(self.services.config).list()))
 
     def on_evaluate_tab_listed(self, message: Listed) -> None:
         table = self.query_one("#eval-runs", DataTable)
@@ -222,19 +227,21 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
             self._generation += 1
             self._read(self.baseline, chosen, self._generation)
 
-    @work(thread=True, exclusive=True, group="evaluate-read", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="evaluate-read",
+        exit_on_error=False,
+        name="Reading the evaluation",
+    )
     def _read(self, a_id: str, b_id: str, generation: int) -> None:
-        try:
-            from core.eval.compare import compare
-            from core.eval.results import EvalStore
+        from core.eval.compare import compare
+        from core.eval.results import EvalStore
 
-            store = EvalStore(self.app.services.config)  # type: ignore[attr-defined]
-            b = store.get(b_id)
-            a = store.get(a_id) if a_id and a_id != b_id else None
-            comparison = compare(a, b, shown=len(a.rows)) if a is not None else None
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, "Reading the evaluation")))
-            return
+        store = EvalStore(self.services.config)
+        b = store.get(b_id)
+        a = store.get(a_id) if a_id and a_id != b_id else None
+        comparison = compare(a, b, shown=len(a.rows)) if a is not None else None
         if generation == self._generation:
             self.post_message(self.Shown(a, b, comparison))
 
@@ -249,6 +256,7 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
             for name, found in b.aggregates.items():
                 metrics.add_row(LABELS.get(name, name), figures(name, found))
             self.names = ("", f"B {b.meta.label}")
+            self._titles(f"B {b.meta.label} (95% intervals)", "lowest ROUGE-L first")
             self.rows = [
                 {**row, "answer_b": row.get("answer"), "score_b": row.get("rougeL")}
                 for row in sorted(b.rows, key=lambda r: (r.get("rougeL") or 0.0, r["line"]))
@@ -292,6 +300,7 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
                 cells.append(Text(f"{MARKS.get(change.verdict, ' ')} {shown}", style=style))
             metrics.add_row(*cells)
         self.names = (f"A {a.meta.label}", f"B {b.meta.label}")
+        self._titles(" · ".join(self.names), "biggest change first")
         width = 30 if wide else 18
         columns = ["line", "question", "reference", "answer A", "answer B", "A → B"]
         if not wide:
@@ -315,6 +324,11 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
                 del cells[2]
             rows_table.add_row(*cells)
 
+    def _titles(self, metrics: str, order: str) -> None:
+        """The panes' title bars say what the columns A and B are, and the rows' order."""
+        self.query_one("#eval-metrics-title", Static).update(metrics)
+        self.query_one("#eval-rows-title", Static).update(f"Rows · {order} · Enter opens one")
+
     def action_set_baseline(self) -> None:
         chosen = self._highlighted_id()
         if not chosen:
@@ -336,7 +350,7 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
         from tui.tabs.evaluate_dialogs import RowScreen
 
         row = self.rows[min(max(index, 0), len(self.rows) - 1)]
-        self.app.push_screen(RowScreen(row, self.names))
+        self.open_dialog(RowScreen(row, self.names), lambda _: None)
 
     # -- evaluating ------------------------------------------------------------------------
 
@@ -346,8 +360,7 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
             return
         from tui.tabs.evaluate_dialogs import EvaluateScreen
 
-        config = self.app.services.config  # type: ignore[attr-defined]
-        self.app.push_screen(EvaluateScreen(config.endpoint_name), self._start)
+        self.open_dialog(EvaluateScreen(self.services.config.endpoint_name), self._start)
 
     def _start(self, request: EvalRequest | None) -> None:
         if request is None:
@@ -361,31 +374,33 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
         self._status(f"Evaluating {request.target}… (x stops)")
         self._evaluate(request, self._stop)
 
-    @work(thread=True, exclusive=True, group="evaluate-run", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="evaluate-run",
+        exit_on_error=False,
+        name="The evaluation",
+    )
     def _evaluate(self, request: EvalRequest, stop: threading.Event) -> None:
         from core.eval.generate import Params
         from core.eval.runner import EvalOptions, Evaluation
         from core.eval.targets import TargetSpec
 
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.services
         say = lambda text: self.post_message(self.Said(text))  # noqa: E731
         advance = lambda done, total: self.post_message(self.Progressed(done, total))  # noqa: E731
-        try:
-            evaluation = Evaluation(
-                services.config, services.backend(), say=say, advance=advance, stop=stop
-            )
-            options = EvalOptions(
-                limit=request.limit, params=Params(max_new_tokens=request.max_new_tokens)
-            )
-            record = evaluation.run(TargetSpec.parse(request.target), options)
-            against = ""
-            if request.against and not stop.is_set():
-                say(f"now {request.against} (a fresh result is reused)")
-                other, _ = evaluation.reuse_or_run(TargetSpec.parse(request.against), options)
-                against = other.run_id
-        except Exception as error:
-            self.post_message(self.Failed(error_sentence(error, "The evaluation")))
-            return
+        evaluation = Evaluation(
+            services.config, services.backend(), say=say, advance=advance, stop=stop
+        )
+        options = EvalOptions(
+            limit=request.limit, params=Params(max_new_tokens=request.max_new_tokens)
+        )
+        record = evaluation.run(TargetSpec.parse(request.target), options)
+        against = ""
+        if request.against and not stop.is_set():
+            say(f"now {request.against} (a fresh result is reused)")
+            other, _ = evaluation.reuse_or_run(TargetSpec.parse(request.against), options)
+            against = other.run_id
         rouge = (record.aggregates.get("rougeL") or {}).get("value")
         sentence = f"Evaluated {record.meta.label}: ROUGE-L {number('rougeL', rouge)}."
         self.post_message(self.Finished(record.run_id, against, sentence))
@@ -408,13 +423,22 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
         self._select = message.run_id
         self._list()
 
-    def on_evaluate_tab_failed(self, message: Failed) -> None:
-        self._outcome = f"✗ {message.sentence}"
-        if self.running:
+    def worker_failed(self, group: str, sentence: str) -> None:
+        """A read failed: said. The evaluation failed or was stopped (`EvalInterrupted`
+        keeps the answers): the bar goes, the outcome stays on the status line, and the
+        list is read again (a stopped evaluation is there, resumable)."""
+        if group == "evaluate-run":
+            stopped = self._stop is not None and self._stop.is_set()
             self._done()
+            self._outcome = f"✗ {sentence}"
+            self._status(self._outcome)
+            severity = "warning" if stopped else "error"
+            self.notify(sentence, severity=severity, timeout=10, markup=False)
             self._list()
-        self._status(self._outcome)
-        self.notify(message.sentence, severity="error", timeout=10, markup=False)
+            return
+        if group == "evaluate-list":
+            self._status(f"✗ {sentence}")
+        super().worker_failed(group, sentence)
 
     def _done(self) -> None:
         self.running = False

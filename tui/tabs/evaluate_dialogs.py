@@ -1,4 +1,8 @@
-"""The Evaluate tab's dialogs: what to evaluate, and one conversation side by side in full."""
+"""The Evaluate tab's dialogs: what to evaluate, and one conversation side by side in full.
+
+Like every dialog (`tui.screens.Modal`) they return a plain value and do no work; the tab
+runs the evaluation in a worker.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
-from tui.screens import Modal
+from tui.screens import Modal, say
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,9 @@ def read_request(target: str, against: str, limit: str, max_new_tokens: str) -> 
     return EvalRequest(target, against, numbers[0], numbers[1] or 256)
 
 
-class EvaluateScreen(Modal):
+class EvaluateScreen(Modal[EvalRequest]):
     """Target, what to compare it with, limit, answer length. Enter moves on; ctrl+s (or
-    Enter in the last field) starts."""
+    Enter in the last field) starts; Escape cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Evaluate", id="evaluate_form.start"),
@@ -69,11 +73,12 @@ class EvaluateScreen(Modal):
 
     def __init__(self, target: str, against: str = "base") -> None:
         super().__init__()
+        self.title_text = "Evaluate on the test split"
         self.values = {"target": target, "against": against, "limit": "", "tokens": "256"}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="box"):
-            yield Static("Evaluate on the test split", classes="title")
+            yield Static(self.title_text, classes="title", markup=False)
             with Grid():
                 for key, label in self.FIELDS:
                     yield Label(label)
@@ -101,13 +106,7 @@ class EvaluateScreen(Modal):
         else:
             self.focus_next()
 
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "start":
-            self.action_start()
-        else:
-            self.dismiss(None)
-
+    @on(Button.Pressed, "#start")
     def action_start(self) -> None:
         value = {key: self.query_one(f"#eval-{key}", Input).value for key, _ in self.FIELDS}
         try:
@@ -115,21 +114,23 @@ class EvaluateScreen(Modal):
                 value["target"], value["against"], value["limit"], value["tokens"]
             )
         except ValueError as error:
-            self.query_one("#eval-form-error", Static).update(str(error))
+            say(self.query_one("#eval-form-error", Static), str(error))
             return
         self.dismiss(request)
 
 
-class RowScreen(Modal):
-    """One conversation in full: the question, the reference, and each side's answer."""
+class RowScreen(Modal[None]):
+    """One conversation in full: the question, the reference, and each side's answer.
+    Enter or Escape closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "dismiss_none", "Close", show=False),
+        Binding("enter", "cancel", "Close", show=False, id="evaluate_row.close"),
     ]
 
     def __init__(self, row: dict[str, Any], names: tuple[str, str]) -> None:
         super().__init__()
         self.row, self.names = row, names
+        self.title_text = f"Line {row.get('line')}"
 
     def compose(self) -> ComposeResult:
         row = self.row
@@ -151,7 +152,7 @@ class RowScreen(Modal):
             text.append(f"{name}  (ROUGE-L {shown})\n", style="bold")
             text.append(f"{answer or '(empty)'}\n\n")
         with Vertical(id="box"):
-            yield Label(f"Line {row.get('line')} (Escape closes)", classes="title")
+            yield Label(f"{self.title_text} (Enter or Escape closes)", classes="title")
             with VerticalScroll():
                 yield Static(text, id="row-text")
 

@@ -45,7 +45,7 @@ async def main():
         await ready(pilot, app)
         await pilot.pause(0.5)
         seen["first frame"] = [m for m in {HEAVY!r} if m in sys.modules]
-        for key in "12345":
+        for key in "123465":  # the chat box (5) takes digits: last
             await pilot.press(key)
             await pilot.pause(0.5)
         await app.workers.wait_for_complete()
@@ -125,6 +125,8 @@ async def test_the_palette_offers_every_action_and_runs_it(tui_project: Path) ->
         assert offered["Submit a fine-tuning job…"] == "s"
         assert offered["Deploy a model…"] == "d" and offered["Delete the endpoint…"] == "X"
         assert offered["Send the question"] == "^j" and offered["Show Jobs"] == "3"
+        assert offered["Ask two targets side by side…"] == "^b"
+        assert offered["Evaluate a model…"] == "e" and offered["Stop the evaluation"] == "x"
         assert "Switch backend to azure" in offered and "Switch backend to local" not in offered
         # every tab action the palette names exists on its tab (or the app)
         for command in COMMANDS:
@@ -156,6 +158,15 @@ def test_the_palette_lists_every_key_of_the_app_and_its_tabs() -> None:
         if binding.description and binding.id != "app.help2" and (tab, binding.id) not in listed
     ]
     assert missing == []
+
+
+def test_a_keymap_may_rebind_every_dialogs_keys() -> None:
+    """`[tui] keymap` ids are checked against every binding of the app, its tabs and the
+    modules beside them (dialogs, the Chat tab's two-target dialog)."""
+    from tui.palette import known_binding_ids
+
+    ids = known_binding_ids()
+    assert {"deploy.submit", "evaluate_form.start", "compare_form.accept", "chat.compare"} <= ids
 
 
 async def test_the_tui_table_rebinds_keys_and_picks_the_theme(
@@ -290,13 +301,15 @@ async def test_a_tab_pane_paints_blank_until_its_tab_is_built(tui_project: Path)
 
 
 async def test_every_tabs_footer_fits_80_columns(tui_project: Path) -> None:
-    """The footer's keys of each tab, then Help and the palette, all in 80 columns."""
+    """The footer's keys of each tab (every one it shows), then Help, Quit and the palette,
+    all in 80 columns."""
+    from tui.palette import bindings_of
+
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
-        for key, tab in zip(
-            "12345", ("resources", "dataset", "jobs", "deployments", "chat"), strict=True
-        ):
+        tabs = ("resources", "dataset", "jobs", "deployments", "evaluate", "chat")
+        for key, tab in zip("123465", tabs, strict=True):  # the chat box takes digits: last
             await pilot.press(key)
             await wait_for(pilot, lambda tab=tab: tab in app.tabs and app.tabs[tab].is_mounted)
             await wait_for(
@@ -305,6 +318,14 @@ async def test_every_tabs_footer_fits_80_columns(tui_project: Path) -> None:
             )
             footer = screen_text(app).splitlines()[-1]
             assert "f1 Help" in footer and footer.rstrip().endswith("^p palette"), (tab, footer)
+            shown = [
+                f"{app.get_key_display(b)} {b.description}" for b in bindings_of(tab) if b.show
+            ]
+            typing = app.focused.check_consume_key("q", "q")  # the chat box: q types a q
+            assert all(key in footer for key in [*shown, *([] if typing else ["q Quit"])]), (
+                tab,
+                footer,
+            )
 
 
 async def test_the_keys_keep_working_while_the_terminal_is_not_focused(tui_project: Path) -> None:

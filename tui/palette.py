@@ -270,9 +270,45 @@ COMMANDS: list[Command] = [
         "chat",
         "chat.input",
     ),
+    Command(
+        "Ask two targets side by side…",
+        "One question to two targets (base and fine-tuned, blue and green)",
+        "compare",
+        "chat",
+        "chat.compare",
+    ),
     Command("Serve the flow", "Start `pf flow serve` for the chat flow", "serve_flow", "chat"),
     Command(
         "Stop the flow server", "Stop the flow servers this project started", "stop_flow", "chat"
+    ),
+    # Evaluate
+    Command(
+        "Evaluate a model…",
+        "Score a target on the test split, against another one",
+        "evaluate",
+        "evaluate",
+        "evaluate.run",
+    ),
+    Command(
+        "Stop the evaluation",
+        "Keep the answers so far (`phiops eval --resume` continues)",
+        "stop",
+        "evaluate",
+        "evaluate.stop",
+    ),
+    Command(
+        "Set the highlighted evaluation as A",
+        "The baseline the highlighted one (B) is compared with; again clears it",
+        "set_baseline",
+        "evaluate",
+        "evaluate.baseline",
+    ),
+    Command(
+        "Refresh the evaluations",
+        "Read the evaluations now",
+        "refresh",
+        "evaluate",
+        "evaluate.refresh",
     ),
     # The app
     Command(
@@ -318,18 +354,19 @@ def known_binding_ids() -> set[str]:
     """Every binding id of the app, its tabs and their dialogs: what a `[tui] keymap` may
     rebind. Imports every tab's module, so it runs only when there is a keymap to check."""
     import inspect
+    import pkgutil
 
+    import tui.tabs
+
+    # A tab's module, and the modules beside it named after it (its dialogs, chat_compare…).
+    tabs = [target.split(":")[0].rsplit(".", 1)[1] for _, _, target in TABS]
     modules = ["tui.app", "tui.screens"]
-    for _, _, target in TABS:
-        module = target.split(":")[0]
-        modules.append(module)
-        modules.append(module + "_dialogs")
+    for found in pkgutil.iter_modules(tui.tabs.__path__):
+        if any(found.name == tab or found.name.startswith(tab + "_") for tab in tabs):
+            modules.append(f"tui.tabs.{found.name}")
     ids = set()
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue  # a tab without dialogs
+        module = importlib.import_module(name)
         for _, owner in inspect.getmembers(module, inspect.isclass):
             for binding in getattr(owner, "BINDINGS", []):
                 if isinstance(binding, Binding) and binding.id:

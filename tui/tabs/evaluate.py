@@ -53,7 +53,8 @@ LABELS = {
     "ref_loss": "ref loss",
     "ref_perplexity": "perplexity",
 }
-WIDE = 110  # columns from which every interval and the reference are shown
+WIDE = 110  # columns from which the verdict and the reference have columns of their own
+INTERVALS = 165  # columns from which A and B show their own intervals beside the change
 PERCENT = {"exact_match", "contains_match", "empty_rate", "stopped_rate"}
 VERDICT_STYLE = {"better": "green", "worse": "red"}
 MARKS = {"better": "▲", "worse": "▼", "no clear change": "=", "higher": "↑", "lower": "↓"}
@@ -76,6 +77,13 @@ def figures(name: str, found: dict[str, Any] | None) -> str:
     if found.get("low") is not None:
         text += f" ({number(name, found['low'])}–{number(name, found['high'])})"
     return text
+
+
+def text_width(total: int, texts: int, others: int, others_width: int) -> int:
+    """How wide each of `texts` text columns may be in a table `total` columns wide that
+    also holds `others` columns `others_width` wide in all (each column padded by one on
+    either side; two for the scrollbar), so the last column is never cut."""
+    return max(8, (total - 2 - 2 * (texts + others) - others_width) // texts)
 
 
 def short(text: str, limit: int = 120) -> str:
@@ -262,7 +270,7 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
                 for row in sorted(b.rows, key=lambda r: (r.get("rougeL") or 0.0, r["line"]))
             ]
             rows_table.add_columns("line", "question", "reference", "answer", "ROUGE-L")
-            width = 40 if self.app.size.width >= WIDE else 22
+            width = text_width(self.app.size.width, 3, 2, len("line") + len("ROUGE-L"))
             for row in self.rows:
                 rows_table.add_row(
                     str(row["line"]),
@@ -277,9 +285,12 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
         a, comparison = message.a, message.comparison
         assert a is not None
         wide = self.app.size.width >= WIDE
-        # Narrow: A and B as values, the change with its interval; wide: every interval.
+        # A and B as values and the change with its interval (the one that decides); their
+        # own intervals too where the aggregates' pane has room for them.
         shown_value = (
-            figures if wide else (lambda name, found: number(name, (found or {}).get("value")))
+            figures
+            if self.app.size.width >= INTERVALS
+            else (lambda name, found: number(name, (found or {}).get("value")))
         )
         metrics.add_columns("metric", "A", "B", "B − A (95%)", *(["verdict"] if wide else []))
         for change in comparison.metrics:
@@ -301,7 +312,7 @@ fresh result); `x` stops it, keeping the answers (`phiops eval --resume RUN`).
             metrics.add_row(*cells)
         self.names = (f"A {a.meta.label}", f"B {b.meta.label}")
         self._titles(" · ".join(self.names), "biggest change first")
-        width = 30 if wide else 18
+        width = text_width(self.app.size.width, 4 if wide else 3, 2, len("line") + 9)
         columns = ["line", "question", "reference", "answer A", "answer B", "A → B"]
         if not wide:
             columns.remove("reference")  # Enter shows it, with everything else

@@ -38,9 +38,10 @@ async def test_the_form_says_what_is_wrong_and_cancel_or_escape_close_it(
             await pilot.press("e")
             await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen))
             assert app.screen.title_text  # what a dialog waiting for its tab is called
-            app.screen.query_one("#eval-target", Input).value = "x:y:z"
+            app.screen.query_one("#eval-target", Input).value = "phi3-endpoint x:y:z"
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: "ENDPOINT or ENDPOINT:DEPLOYMENT" in screen_text(app))
+            assert "Evaluate (ctrl+s)" in screen_text(app)  # a two-line error: buttons still fit
             app.screen.query_one("#eval-limit", Input).value = "0"
             app.screen.query_one("#eval-target", Input).value = "base"
             await pilot.press("ctrl+s")
@@ -138,6 +139,7 @@ async def test_the_two_target_dialog_says_what_is_wrong_and_gives_the_keys_back(
             app.screen.query_one("#compare-b", Input).value = ""
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: "Give both targets, or neither." in screen_text(app))
+            assert "Compare (ctrl+s)" in screen_text(app)
             if close == "escape":
                 await pilot.press("escape")
             else:

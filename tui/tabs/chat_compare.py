@@ -110,9 +110,9 @@ class CompareScreen(Modal[tuple[str, str]]):
             yield Static(self.title_text, classes="title", markup=False)
             with Grid():
                 yield Label("A")
-                yield Input(self.a, id="compare-a")
+                yield Input(self.a, id="compare-a", compact=True)
                 yield Label("B")
-                yield Input(self.b, id="compare-b")
+                yield Input(self.b, id="compare-b", compact=True)
             yield Static(
                 "base, model:NAME[:VERSION] or ENDPOINT[:DEPLOYMENT] (e.g. phi3-endpoint:green)."
                 " Empty both to go back to one answer.",

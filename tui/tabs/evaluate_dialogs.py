@@ -82,7 +82,7 @@ class EvaluateScreen(Modal[EvalRequest]):
             with Grid():
                 for key, label in self.FIELDS:
                     yield Label(label)
-                    yield Input(self.values[key], id=f"eval-{key}")
+                    yield Input(self.values[key], id=f"eval-{key}", compact=True)
             yield Static(
                 "Target and compare with: ENDPOINT[:DEPLOYMENT], base, or "
                 "model:NAME[:VERSION]; leave compare empty to evaluate one. Empty limit: "

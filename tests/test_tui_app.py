@@ -303,8 +303,6 @@ async def test_a_tab_pane_paints_blank_until_its_tab_is_built(tui_project: Path)
 async def test_every_tabs_footer_fits_80_columns(tui_project: Path) -> None:
     """The footer's keys of each tab (every one it shows), then Help, Quit and the palette,
     all in 80 columns."""
-    from tui.palette import bindings_of
-
     app = make_app(tui_project)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
@@ -316,16 +314,25 @@ async def test_every_tabs_footer_fits_80_columns(tui_project: Path) -> None:
                 pilot,
                 lambda tab=tab: app.focused is not None and app.tabs[tab] in app.focused.ancestors,
             )
-            footer = screen_text(app).splitlines()[-1]
-            assert "f1 Help" in footer and footer.rstrip().endswith("^p palette"), (tab, footer)
-            shown = [
-                f"{app.get_key_display(b)} {b.description}" for b in bindings_of(tab) if b.show
-            ]
-            typing = app.focused.check_consume_key("q", "q")  # the chat box: q types a q
-            assert all(key in footer for key in [*shown, *([] if typing else ["q Quit"])]), (
-                tab,
-                footer,
-            )
+            await footer_fits(pilot, tab)
+        await pilot.press("escape")  # out of the chat box: q quits there, and is shown
+        await wait_for(pilot, lambda: not app.focused.check_consume_key("q", "q"))
+        await footer_fits(pilot, "chat")
+
+
+async def footer_fits(pilot, tab: str) -> None:
+    """The footer shows every key `tab` declares shown, Help, Quit (unless the focus is a
+    box that q types into) and the palette at the right edge, none of them cut."""
+    from tui.palette import bindings_of
+
+    app = pilot.app
+    await pilot.pause()
+    footer = screen_text(app).splitlines()[-1]
+    assert "f1 Help" in footer and footer.rstrip().endswith("^p palette"), (tab, footer)
+    shown = [f"{app.get_key_display(b)} {b.description}" for b in bindings_of(tab) if b.show]
+    typing = app.focused.check_consume_key("q", "q")  # the chat box: q types a q
+    wanted = [*shown, *([] if typing else ["q Quit"])]
+    assert all(f"{key} " in footer for key in wanted), (tab, footer)
 
 
 async def test_the_keys_keep_working_while_the_terminal_is_not_focused(tui_project: Path) -> None:

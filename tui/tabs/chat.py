@@ -197,7 +197,7 @@ class ChatTab(AppTab):
         Binding("ctrl+n", "new_chat", "New", id="chat.new"),
         Binding("ctrl+o", "load_session", "Load", id="chat.load"),
         Binding("ctrl+s", "export_session", "Export", id="chat.export"),
-        Binding("ctrl+r", "copy_answer", "Copy answer", id="chat.copy"),
+        Binding("ctrl+r", "copy_answer", "Copy", id="chat.copy"),
         Binding("ctrl+t", "trim_history", "Trim history", show=False, id="chat.trim"),
         Binding("ctrl+l", "focus_input", "Input", show=False, id="chat.input"),
         Binding("ctrl+b", "compare", "A|B", id="chat.compare"),
@@ -1025,8 +1025,9 @@ class ChatTab(AppTab):
 
         if group == "chat-ask":  # the service's own failures arrive as AnswerFailed
             self.post_message(self.Failed(sentence))
-        elif group == "chat-pair-open":
+        elif group == "chat-pair-open":  # the status line keeps it; the note says it whole
             self.post_message(PairOpened(None, sentence))
+            super().worker_failed(group, sentence)
         elif group == "chat-pair-ask":  # the sides still open were ended "Stopped."
             self._status(sentence, "red")
         elif group == "chat-export":

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Markdown, Static
 
 from tui.screens import Modal, say
+from tui.tabs.sentences import as_sentence
 
 
 class PairAnswers(Horizontal):
@@ -151,6 +152,6 @@ class CompareScreen(Modal[tuple[str, str]]):
             TargetSpec.parse(a)
             TargetSpec.parse(b)
         except PhiopsError as error:
-            say(self.query_one("#compare-error", Static), str(error))
+            say(self.query_one("#compare-error", Static), as_sentence(str(error)))
             return
         self.dismiss((a, b))

@@ -33,6 +33,7 @@ def read_request(target: str, against: str, limit: str, max_new_tokens: str) -> 
     """The form's text as a request, or ValueError with the sentence to show."""
     from core.errors import PhiopsError
     from core.eval.targets import TargetSpec
+    from tui.tabs.sentences import as_sentence
 
     target, against = target.strip(), against.strip()
     if not target:
@@ -42,7 +43,7 @@ def read_request(target: str, against: str, limit: str, max_new_tokens: str) -> 
             try:
                 TargetSpec.parse(value)
             except PhiopsError as error:
-                raise ValueError(str(error)) from None
+                raise ValueError(as_sentence(str(error))) from None
     numbers: list[int | None] = []
     for text, label, high in ((limit, "Limit", None), (max_new_tokens, "Max new tokens", 4096)):
         text = text.strip()

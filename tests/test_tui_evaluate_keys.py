@@ -147,3 +147,23 @@ async def test_the_two_target_dialog_says_what_is_wrong_and_gives_the_keys_back(
             await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
             await wait_for(pilot, lambda: in_tab(app, tab))
             assert len(app.screen_stack) == 1 and tab.pair_labels is None
+
+
+async def test_two_targets_that_cannot_open_are_said_whole(tui_project: Path) -> None:
+    from tui.tabs.chat_compare import CompareScreen
+
+    app = make_app(tui_project, tab="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        tab = app.tabs["chat"]
+        await wait_for(pilot, lambda: in_tab(app, tab))
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        app.screen.query_one("#compare-a", Input).value = "no-such-endpoint"
+        app.screen.query_one("#compare-b", Input).value = "no-such-endpoint:green"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("no-such-endpoint" in n for n in notifications(app)))
+        assert tab.pair_labels is None
+        await wait_for(pilot, lambda: in_tab(app, tab))
+        await pilot.press("ctrl+b")  # the keys still answer
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))

@@ -83,7 +83,7 @@ class Tabs(TabbedContent):
     """TabbedContent whose strip never holds the keyboard, and that a stale focus cannot
     switch back.
 
-    The strip is not focusable: tabs switch with 1–5 (or a click, or the palette). A focused
+    The strip is not focusable: tabs switch with 1–6 (or a click, or the palette). A focused
     strip took none of the tab's keys, so wherever Textual parked the focus there — the
     first focusable widget when a dialog closes with nothing focused, shift+tab — the footer
     fell to "f1 Help q Quit" and the tab's keys were dead until Tab.

@@ -115,7 +115,8 @@ async def test_the_help_lists_the_evaluate_keys(eval_project: Path) -> None:
         await pilot.press("f1")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = str(app.screen.query_one("#help-text").render())
-        for line in ("Evaluate  evaluate.run", "Set A  evaluate.baseline", "Stop  evaluate.stop"):
+        shown = ("Evaluate  evaluate.run", "Set A  evaluate.baseline", "Stop  evaluate.stop")
+        for line in (*shown, "q  Quit  app.quit"):  # the quit key with its id, not ^q's
             assert line in text, line
         await pilot.press("escape")
         await wait_for(pilot, lambda: in_tab(app, tab))

@@ -248,19 +248,19 @@ class PhiopsApp(App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         tab = self.tabs.get(self.tabbed.active)
-        first, then = [], []
-        seen = set()
+        lines: dict[tuple[str, str], tuple[bool, tuple[str, str, str]]] = {}
         for active in self.screen.active_bindings.values():
             binding, node = active.binding, active.node
             mine = node is tab or node is self
             if not binding.description or not (binding.show or mine):
                 continue  # a widget's own hidden keys (cursor movement) are no news
-            if (binding.action, binding.description) in seen:
-                continue
-            seen.add((binding.action, binding.description))
+            same = (binding.action, binding.description)
+            if same in lines and (lines[same][1][2] or not binding.id):
+                continue  # one line per action: the binding with an id (q, not Textual's ^q)
             entry = (self.get_key_display(binding), binding.description, binding.id or "")
-            (then if node is self else first).append(entry)
-        keys = first + then
+            lines[same] = (node is self, entry)
+        ordered = sorted(lines.values(), key=lambda line: line[0])  # the app's keys last
+        keys = [entry for _, entry in ordered]
         about = getattr(tab, "HELP", "") or ""
         before = self.focused
         self.push_screen(HelpScreen(keys, about), lambda _: self._refocus(before))

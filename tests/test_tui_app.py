@@ -108,6 +108,7 @@ def test_phiops_tui_help_and_bare_phiops_without_a_terminal(tui_project: Path) -
 
     result = run_phiops("tui", "--help", cwd=tui_project)
     assert result.returncode == 0 and "--backend [local|azure]" in result.stdout
+    assert "resources|dataset|jobs|deployments|chat|evaluate" in result.stdout  # every tab
     piped = run_phiops(cwd=tui_project)  # no terminal: the help, not the app
     assert piped.returncode == 0 and "Commands" in piped.stdout
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from core.cli.main import AppContext, pass_app
+from tui.tabs import TABS
 
 
 @click.command()
@@ -21,14 +22,14 @@ from core.cli.main import AppContext, pass_app
 )
 @click.option(
     "--tab",
-    type=click.Choice(["resources", "dataset", "jobs", "deployments", "chat"]),
+    type=click.Choice([tab_id for tab_id, _, _ in TABS]),
     default="resources",
     show_default=True,
     help="The tab to open on.",
 )
 @pass_app
 def tui(app: AppContext, backend: str | None, tab: str) -> None:
-    """Open the terminal app: resources, dataset, jobs, deployments and chat."""
+    """Open the terminal app: resources, dataset, jobs, deployments, chat and evaluate."""
     from tui.app import PhiopsApp
     from tui.services import Services
 

@@ -8,6 +8,7 @@ so the first frame paints before any tab has done work and before anything heavy
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.widgets._tabbed_content import ContentTabs
 
@@ -225,11 +227,14 @@ class PhiopsApp(App[None]):
             tabs.active = tab_id  # TabActivated focuses it
 
     def _focus_tab(self, tab_id: str) -> None:
-        """Focus the tab's main widget, unless another tab was shown meanwhile."""
+        """Focus the tab's main widget, unless another tab was shown meanwhile; a dialog
+        that waited for the tab opens now."""
         widget = self.tabs.get(tab_id)
         if widget is None or self.tabbed.active != tab_id:
             return
-        widget.focus_default()
+        with contextlib.suppress(NoMatches):  # torn down meanwhile (the app is closing)
+            widget.focus_default()
+        widget.open_waiting_dialog()
 
     async def run_tab_action(self, tab_id: str, action: str) -> None:
         """Show a tab and run one of its actions: how the palette reaches every tab's work."""

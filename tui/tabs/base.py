@@ -83,9 +83,14 @@ class AppTab(Vertical):
 
     def on_show(self) -> None:
         keep_focus(self)  # hidden for a moment (around a dialog), the focus went nowhere
-        waiting, self._waiting_dialog = self._waiting_dialog, None
-        if waiting is not None:
-            self.call_after_refresh(self.open_dialog, *waiting)
+        self.open_waiting_dialog()
+
+    def open_waiting_dialog(self) -> None:
+        """Open the dialog that waited for this tab, now that it is shown (the app calls
+        this when the tab is activated too: a Show event does not come on every switch)."""
+        if self._waiting_dialog is not None and self.shown:
+            waiting, self._waiting_dialog = self._waiting_dialog, None
+            self.open_dialog(*waiting)
 
     def on_descendant_blur(self) -> None:
         keep_focus(self)

@@ -15,10 +15,12 @@ tmux: after a deploy or a traffic shift, `c` or `d` did nothing until Tab was pr
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from textual import events
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widget import Widget
 
@@ -77,4 +79,5 @@ def _refocus(owner: Widget, force: bool = False) -> None:
     if owner.screen is not owner.app.screen or not owner.is_on_screen:
         return
     if force or owner.app.focused is None:
-        focus()
+        with contextlib.suppress(NoMatches):  # a tab being torn down has no children left
+            focus()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,34 @@ def test_aggregates_have_bootstrap_intervals_that_are_reproducible():
     assert "ref_loss" not in first
     same = metrics.aggregate([metrics.score_row("a", "a")] * 5)
     assert same["rougeL"] == {"value": 1.0, "low": 1.0, "high": 1.0, "n": 5}
+
+
+@pytest.mark.parametrize("untimed", [0, 7])
+def test_latency_percentiles_and_their_intervals_are_numpys_nanpercentile(untimed: int):
+    """The bootstrap's percentiles skip NumPy's per-sample loop where a sample has no gap;
+    the figures stay exactly np.nanpercentile's (rows without a latency are NaN)."""
+    import numpy as np
+
+    metrics = scoring.metrics()
+    rng = np.random.default_rng(7)
+    latencies = [float(x) for x in rng.gamma(2.0, 0.3, size=40)]
+    rows = [metrics.score_row("a b", "a b c", latency_s=s, answer_tokens=2) for s in latencies]
+    for row in rows[:untimed]:
+        row["latency_s"] = None
+    found = metrics.aggregate(rows)
+    values = np.array([math.nan if r["latency_s"] is None else r["latency_s"] for r in rows])
+    index = np.random.default_rng(metrics.BOOTSTRAP_SEED).integers(
+        0, len(rows), size=(metrics.BOOTSTRAP_SAMPLES, len(rows))
+    )
+    for name, q in (("latency_p50_s", 50.0), ("latency_p95_s", 95.0)):
+        assert found[name]["value"] == float(np.nanpercentile(values, q))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            samples = np.nanpercentile(values[index], q, axis=-1)
+        kept = samples[~np.isnan(samples)]
+        low, high = np.percentile(kept, [2.5, 97.5])
+        assert (found[name]["low"], found[name]["high"]) == (float(low), float(high))
+    assert found["latency_p50_s"]["n"] == len(rows) - untimed
 
 
 def test_reference_loss_aggregates_per_token():

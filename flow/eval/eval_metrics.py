@@ -132,9 +132,7 @@ def _statistics(rows: Sequence[dict[str, Any]]) -> dict[str, Callable[[Any], Any
         return lambda index: _nanreduce(np.nanmean, values[index])
 
     def percentile_of(values: Any, q: float) -> Callable[[Any], Any]:
-        return lambda index: _nanreduce(
-            lambda a, axis: np.nanpercentile(a, q, axis=axis), values[index]
-        )
+        return lambda index: _nanpercentile(values[index], q)
 
     for name, field in MEANS.items():
         values = _column(rows, field)
@@ -157,6 +155,20 @@ def _statistics(rows: Sequence[dict[str, Any]]) -> dict[str, Callable[[Any], Any
         stats["ref_loss"] = per_token
         stats["ref_perplexity"] = lambda index: np.exp(per_token(index))
     return stats
+
+
+def _nanpercentile(values: Any, q: float) -> Any:
+    """np.nanpercentile along the last axis, the same numbers. Its NaN handling loops over
+    the samples in Python (~0.1 s for 1000 bootstrap samples); a sample without NaN gets
+    the same value from np.percentile at once, so only the others take that loop."""
+    import numpy as np
+
+    gaps = np.isnan(values).any(axis=-1)
+    result = np.empty(values.shape[:-1], dtype=float)
+    result[~gaps] = np.percentile(values[~gaps], q, axis=-1)
+    if gaps.any():
+        result[gaps] = _nanreduce(lambda a, axis: np.nanpercentile(a, q, axis=axis), values[gaps])
+    return result
 
 
 def _nanreduce(reduce: Callable[..., Any], values: Any) -> Any:

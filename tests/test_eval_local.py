@@ -166,7 +166,7 @@ def test_ctrl_c_keeps_the_answers_and_resume_asks_only_the_rest(served):
             "--concurrency",
             "1",
             "--max-new-tokens",
-            "400",
+            "1000",  # long answers: 24 of them cannot all be done before the Ctrl-C
             "--no-loss",
             "--json",
         ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 from collections.abc import Iterator
@@ -35,8 +36,12 @@ def raw_request(url: str, head: str, body: bytes = b"", wait_s: float = 60) -> b
         try:
             while chunk := conn.recv(65536):
                 received += chunk
-                if b"\r\n\r\n" in received and b"413" in received.split(b"\r\n", 1)[0]:
-                    break
+                head_end = received.find(b"\r\n\r\n")
+                if head_end >= 0 and b"413" in received.split(b"\r\n", 1)[0]:
+                    # The whole 413: its body may come in a later packet than its head.
+                    length = re.search(rb"content-length: (\d+)", received[:head_end], re.I)
+                    if length is None or len(received) >= head_end + 4 + int(length[1]):
+                        break
         except TimeoutError:
             pytest.fail(f"no answer within {wait_s} s; got {received[:200]!r}")
     return received

@@ -93,6 +93,31 @@ def test_eval_an_endpoint_keeps_an_mlflow_run_linked_to_the_model(served):
     assert ("rougeL", run_id) in linked and ("rougeL_high", run_id) in linked
 
 
+def test_the_process_asking_the_target_never_loads_mlflow_or_rouge(served):
+    """MLflow with its SQL store and ROUGE's nltk take ~3.5 s of CPU to load; they load in
+    the evaluation's recorder process, not in the one whose requests the target answers
+    (loaded there, they held its GIL and a local server's CPU: issue 18's throughput)."""
+    import sys
+
+    folder, _, _ = served
+    heavy = ["mlflow", "sqlalchemy", "alembic", "nltk", "rouge_score", "scipy", "sklearn"]
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print('LOADED', json.dumps(sorted({m.split('.')[0] "
+        "for m in sys.modules})), file=sys.stderr))\n"
+        "from tui.launcher import main\n"
+        f"sys.exit(main(['eval', '--target', {ENDPOINT!r}, '--limit', '6', '--json', "
+        "'--max-new-tokens', '8', '--no-loss']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["aggregates"]["rougeL"]["value"] > 0.3
+    loaded = json.loads(result.stderr.split("LOADED", 1)[1])
+    assert [name for name in heavy if name in loaded] == []
+
+
 def test_base_against_fine_tuned_and_compare(served):
     folder, _, _ = served
     base = phiops_json("eval", "--base", "--limit", "12", *SHORT, cwd=folder)
@@ -153,7 +178,9 @@ def test_skipped_rows_are_counted_and_a_stopped_endpoint_is_one_sentence(served,
 
 
 def test_ctrl_c_keeps_the_answers_and_resume_asks_only_the_rest(served):
-    """The base model (random weights) talks to max_new_tokens: slow enough to interrupt."""
+    """The base model (random weights) talks to max_new_tokens: slow enough to interrupt.
+    The signal goes to the process group, as a terminal sends it: the recorder process
+    ignores it and marks the run when asked."""
     folder, _, _ = served
     config = load_config(folder / "phiops.toml")
     store = EvalStore(config)
@@ -174,10 +201,11 @@ def test_ctrl_c_keeps_the_answers_and_resume_asks_only_the_rest(served):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as at a terminal's prompt
     )
     try:
         answers = _wait_for_answers(store, before, process, at_least=3)
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole group gets it
         _, err = process.communicate(timeout=180)
     finally:
         if process.poll() is None:

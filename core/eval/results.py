@@ -11,8 +11,9 @@ per-row table) and `summary.json`.
 
 While it runs, the rows go to `<store>/evaluations/<id>/rows.jsonl`, one line as each
 answer arrives, so an interrupted evaluation keeps them and `--resume RUN` continues. The
-run is created in a background thread (MLflow takes ~2 s to import), so it costs the
-evaluation no time.
+run is created, and the rows scored and recorded, by the evaluation's recorder process
+(`core/eval/recorder.py`): MLflow takes ~3 s of CPU to load, which the process asking the
+target must not spend.
 """
 
 from __future__ import annotations
@@ -132,9 +133,10 @@ class EvalRecord:
 class EvalStore:
     """The project's evaluations: folders under `<store>/evaluations/`, runs in MLflow."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.root = config.store_path / "evaluations"
+    def __init__(self, where: Config | Path) -> None:
+        """`where`: the project's config, or its store's folder (the recorder process)."""
+        self.store_path = where if isinstance(where, Path) else where.store_path
+        self.root = self.store_path / "evaluations"
         self._client: Any = None
         self._experiment: str | None = None
         self._lock = threading.RLock()
@@ -147,7 +149,7 @@ class EvalStore:
             if self._client is None:
                 from core.local.tracking import mlflow_client
 
-                self._client = mlflow_client(self.config.store_path)
+                self._client = mlflow_client(self.store_path)
             return self._client
 
     def _experiment_id(self) -> str:
@@ -156,12 +158,12 @@ class EvalStore:
         client = self.client
         with self._lock:
             if self._experiment is None:
-                self._experiment = ensure_experiment(client, EXPERIMENT, self.config.store_path)
+                self._experiment = ensure_experiment(client, EXPERIMENT, self.store_path)
             return self._experiment
 
     def prepare(self) -> None:
-        """MLflow imported, its store opened and the experiment found (~2-4 s of CPU on a
-        small machine): done in a thread while the target answers."""
+        """MLflow imported, its store opened and the experiment found (~3 s of CPU on a
+        small machine): the recorder process does it while the target answers."""
         self._experiment_id()
 
     def create_run(self, meta: EvalMeta) -> str:
@@ -190,28 +192,6 @@ class EvalStore:
         meta.run_id = run_id
         self.save_meta(meta)
         return run_id
-
-    def create_run_in_background(self, meta: EvalMeta) -> threading.Thread:
-        """Start `create_run` in a thread; join it before using `meta.run_id`.
-        A failure is kept on the thread (`.error`) and raised by `wait_for_run`."""
-
-        def work() -> None:
-            try:
-                self.create_run(meta)
-            except BaseException as error:  # reported by wait_for_run, in the caller's thread
-                thread.error = error  # type: ignore[attr-defined]
-
-        thread = threading.Thread(target=work, name="phiops-eval-run", daemon=True)
-        thread.error = None  # type: ignore[attr-defined]
-        thread.start()
-        return thread
-
-    @staticmethod
-    def wait_for_run(thread: threading.Thread) -> None:
-        thread.join()
-        error = getattr(thread, "error", None)
-        if error is not None:
-            raise PhiopsError(f"the evaluation could not be recorded in MLflow: {error}")
 
     def finish(
         self,
@@ -281,6 +261,7 @@ class EvalStore:
 
         self.client.update_run(meta.run_id, status="RUNNING")
         self.client.log_batch(meta.run_id, tags=[RunTag(STATE_TAG, RUNNING)])
+        self.save_meta(meta)  # its new owner: the process resuming it
         (self.folder(meta) / SUMMARY_FILE).unlink(missing_ok=True)
 
     # -- the folder ------------------------------------------------------------------------
@@ -400,6 +381,12 @@ def _still_running(meta: EvalMeta) -> bool:
         return abs(psutil.Process(int(meta.owner[0])).create_time() - meta.owner[1]) < 1
     except psutil.Error:
         return False
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The scored rows, at once (an interruption leaves the earlier file or this one)."""
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    write_text_atomic(path, text)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

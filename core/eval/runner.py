@@ -1,10 +1,12 @@
 """One evaluation from start to stored result: `phiops eval`, the gate and the demo use it.
 
 test file → cases → target resolved (ready, its key, its concurrency) → answers, each
-written to the evaluation's folder as it arrives → scores (`flow/eval/eval_metrics.py`) →
-the reference's loss where the model's files are here → aggregates with bootstrap
+written to the evaluation's folder as it arrives → the reference's loss where the model's
+files are here → scores (`flow/eval/eval_metrics.py`) → aggregates with bootstrap
 intervals → the MLflow run finished. Ctrl-C keeps the answers and marks the run
-interrupted; `resume(run)` asks only the rest.
+interrupted; `resume(run)` asks only the rest. The MLflow run and the scoring are the
+recorder process's (`core/eval/recorder.py`), which starts with the evaluation and loads
+their libraries while the target answers; this process asks the target and loads neither.
 
 Two engines give the same scores: `inprocess` (phiops' own requests, as many at once as
 the deployment serves — the default, and the fast one) and `promptflow` (a Prompt flow
@@ -14,7 +16,6 @@ batch run of the chat flow, then one of the evaluation flow; see `core/eval/pfba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
@@ -26,15 +27,14 @@ from typing import Any
 from core.backend import Backend
 from core.config import Config
 from core.errors import PhiopsError
-from core.eval import scoring
 from core.eval.data import Case, EvalSet, load_eval_set
 from core.eval.generate import Generated, Params, Stopped, TargetFailed, run_generation
+from core.eval.recorder import Recorder
 from core.eval.results import (
     ANSWERS_FILE,
     FAILED,
     FINISHED,
     INTERRUPTED,
-    ROWS_FILE,
     EvalMeta,
     EvalRecord,
     EvalStore,
@@ -136,7 +136,6 @@ class Evaluation:
     ) -> None:
         self.config = config
         self.stop = stop  # set from another thread (a UI) to interrupt, as Ctrl-C does
-        self._warming = False
         self._started = time.perf_counter()
         self._backend = backend
         self.store = store or EvalStore(config)
@@ -163,27 +162,29 @@ class Evaluation:
         eval_set = load_eval_set(data, options.limit)
         if eval_set.skipped:
             self.say(eval_set.skipped_sentence())
-        self._warm_up()
-        with resolved(
-            self.config,
-            self.backend,
-            spec,
-            concurrency=options.concurrency,
-            progress=self.say,
-        ) as target:
-            return self._start(target, eval_set, options)
+        with (
+            self._recorder() as recorder,
+            resolved(
+                self.config,
+                self.backend,
+                spec,
+                concurrency=options.concurrency,
+                progress=self.say,
+            ) as target,
+        ):
+            return self._start(target, eval_set, options, recorder)
 
-    def _warm_up(self) -> None:
-        """MLflow and ROUGE load in one thread while the target is resolved and answers."""
-        if not self._warming:
-            self._warming = True
-            scoring.warm_up(self.store.prepare)
+    def _recorder(self) -> Recorder:
+        """Started before the target is resolved: it loads MLflow and ROUGE meanwhile."""
+        return Recorder(self.store.store_path)
 
-    def _start(self, target: Resolved, eval_set: EvalSet, options: EvalOptions) -> EvalRecord:
+    def _start(
+        self, target: Resolved, eval_set: EvalSet, options: EvalOptions, recorder: Recorder
+    ) -> EvalRecord:
         meta = self._meta(target, eval_set, options)
         self.store.save_meta(meta)
-        creating = self.store.create_run_in_background(meta)
-        return self._evaluate(target, meta, eval_set.cases, [], options, creating)
+        recorder.open(meta)
+        return self._evaluate(target, meta, eval_set.cases, [], options, recorder)
 
     def resume(self, run: str, *, loss: bool = True) -> EvalRecord:
         """Continue an interrupted evaluation with the rows it has not answered yet."""
@@ -203,7 +204,6 @@ class Evaluation:
                 f"{meta.data_path} changed since evaluation {meta.run_id[:12]} started; "
                 "start a new evaluation"
             )
-        self._warm_up()
         done = read_rows(self.store.folder(meta) / ANSWERS_FILE)
         answered = {row["line"] for row in done}
         remaining = [case for case in eval_set.cases if case.line not in answered]
@@ -215,18 +215,21 @@ class Evaluation:
             concurrency=meta.concurrency,
             loss=loss,
         )
-        with resolved(
-            self.config, self.backend, spec, concurrency=meta.concurrency, progress=self.say
-        ) as target:
+        with (
+            self._recorder() as recorder,
+            resolved(
+                self.config, self.backend, spec, concurrency=meta.concurrency, progress=self.say
+            ) as target,
+        ):
             if target.identity != meta.identity and spec.kind == "endpoint":
                 raise PhiopsError(
                     f"{target.label} is no longer what evaluation {meta.run_id[:12]} started "
                     "on (another model or URI); start a new evaluation"
                 )
             meta.owner = _owner()
-            self.store.reopen(meta)
+            recorder.open(meta)
             self.say(f"resuming: {len(done)} rows answered, {len(remaining)} to go")
-            return self._evaluate(target, meta, remaining, done, options, None)
+            return self._evaluate(target, meta, remaining, done, options, recorder)
 
     def reuse_or_run(
         self,
@@ -248,9 +251,8 @@ class Evaluation:
             return earlier, True
         if eval_set.skipped:
             self.say(eval_set.skipped_sentence())
-        self._warm_up()
-        with started(found, self.say) as target:
-            return self._start(target, eval_set, options), False
+        with self._recorder() as recorder, started(found, self.say) as target:
+            return self._start(target, eval_set, options, recorder), False
 
     # -- the work ------------------------------------------------------------------------
 
@@ -291,10 +293,8 @@ class Evaluation:
         cases: list[Case],
         done: list[dict[str, Any]],
         options: EvalOptions,
-        creating: Any,
+        recorder: Recorder,
     ) -> EvalRecord:
-        folder = self.store.folder(meta)
-        self._warm_up()
         rows = list(done)
         total = meta.rows_total
         self.say(
@@ -307,25 +307,20 @@ class Evaluation:
             clock.lap("before_generation_s")
             generation_s = self._answer(target, meta, cases, rows, options)
             clock.lap("generation_s")
-            if creating is not None:
-                self.store.wait_for_run(creating)
-            clock.lap("waiting_for_mlflow_s")
-            self._score(target, meta, rows, options)
-            aggregates = scoring.aggregate(rows)
-            clock.lap("scoring_s")
-            _write_rows(folder / ROWS_FILE, rows)
-            self.store.finish(meta, aggregates, generation_s=generation_s, timings=clock.laps)
+            self._complete(target, meta, rows, options)
+            clock.lap("completing_rows_s")
+            recorder.finish(meta, rows, generation_s=generation_s, timings=clock.laps)
         except (KeyboardInterrupt, asyncio.CancelledError, Stopped):
-            self._settle(meta, creating, INTERRUPTED)
+            self._settle(meta, recorder, INTERRUPTED)
             raise EvalInterrupted(meta.run_id, len(rows), total) from None
         except TargetFailed as failure:
-            self._settle(meta, creating, FAILED)
+            self._settle(meta, recorder, FAILED)
             raise PhiopsError(
                 f"{failure}; {len(rows)} of {total} rows were answered and kept "
                 f"(`phiops eval --resume {meta.run_id[:12]}` continues once the target is back)"
             ) from None
         except BaseException:
-            self._settle(meta, creating, FAILED)
+            self._settle(meta, recorder, FAILED)
             raise
         return self.store.get(meta.run_id)
 
@@ -358,17 +353,16 @@ class Evaluation:
             writer.close()
         return seconds
 
-    def _score(
+    def _complete(
         self, target: Resolved, meta: EvalMeta, rows: list[dict[str, Any]], options: EvalOptions
     ) -> None:
-        """Token counts where the server gave none, the references' loss, the scores."""
+        """What the recorder cannot do: token counts where the server gave none and the
+        references' loss (with the model's files), and with the promptflow engine the
+        evaluation flow's scores. The recorder scores the rest."""
         rows.sort(key=lambda row: row["line"])
         self._fill_tokens(target, rows)
         if options.loss:
             self._reference_loss(target, rows)
-        for row in rows:
-            if not row.get("error"):
-                row.update(scoring.score(row, meta.max_new_tokens))
         if options.engine == "promptflow":
             from core.eval.pfbatch import score_with_promptflow
 
@@ -399,11 +393,11 @@ class Evaluation:
         finally:
             writer.close()
 
-    def _settle(self, meta: EvalMeta, creating: Any, state: str) -> None:
-        if creating is not None:
-            creating.join()
-        with contextlib.suppress(Exception):  # the answers are on disk either way
-            self.store.mark(meta, state)
+    def _settle(self, meta: EvalMeta, recorder: Recorder, state: str) -> None:
+        try:
+            recorder.mark(meta, state)
+        except PhiopsError as error:  # the answers are on disk either way
+            self.say(str(error))
 
     def _model_dir(self, target: Resolved) -> Path | None:
         if target.model_dir is not None:
@@ -469,14 +463,6 @@ def _owner() -> list[float]:
     import psutil
 
     return [float(os.getpid()), psutil.Process().create_time()]
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    import json
-
-    from core.atomic import write_text_atomic
-
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def record_summary(record: EvalRecord) -> dict[str, Any]:

@@ -6,12 +6,10 @@ with the very functions the flow's nodes call, so the two paths cannot drift apa
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import sys
 import threading
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -25,7 +23,7 @@ _loading = threading.Lock()
 
 
 def metrics() -> ModuleType:
-    """`flow/eval/eval_metrics.py`, loaded once (a thread warming it up is waited for)."""
+    """`flow/eval/eval_metrics.py`, loaded once (by one thread, when several ask)."""
     with _loading:
         return _load()
 
@@ -42,20 +40,9 @@ def _load() -> ModuleType:
     return module
 
 
-def warm_up(*first: Callable[[], object]) -> threading.Thread:
-    """In one thread: `first` (e.g. opening MLflow), then the metrics and ROUGE's scorer
-    (nltk takes ~2 s to import), so none of it waits for the answers."""
-
-    def work() -> None:
-        for step in first:
-            with contextlib.suppress(Exception):  # reported where the step is done for real
-                step()
-        with contextlib.suppress(Exception), _loading:
-            _load()._scorer()
-
-    thread = threading.Thread(target=work, name="phiops-eval-warm-up", daemon=True)
-    thread.start()
-    return thread
+def load_rouge() -> None:
+    """ROUGE's scorer loaded now (nltk's import is most of it), not at the first row."""
+    metrics().scorer()
 
 
 def score(row: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:

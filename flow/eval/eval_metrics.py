@@ -61,7 +61,8 @@ def normalize(text: str) -> str:
 
 
 @functools.cache
-def _scorer() -> Any:
+def scorer() -> Any:
+    """ROUGE's scorer, made once."""
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
@@ -71,7 +72,7 @@ def rouge_l(answer: str, reference: str) -> float:
     """ROUGE-L F1 (longest common subsequence of stemmed words)."""
     if not answer.strip() or not reference.strip():
         return 0.0
-    return float(_scorer().score(reference, answer)["rougeL"].fmeasure)
+    return float(scorer().score(reference, answer)["rougeL"].fmeasure)
 
 
 def words(text: str) -> int:

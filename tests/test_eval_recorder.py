@@ -1,0 +1,180 @@
+"""The evaluation's recorder process: the MLflow run and the scores, kept by a child.
+
+No model is needed: rows are written here as the target would have answered them, and the
+recorder scores and records them in a real MLflow SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.errors import PhiopsError
+from core.eval.recorder import Recorder
+from core.eval.results import ANSWERS_FILE, FAILED, FINISHED, INTERRUPTED, EvalMeta, EvalStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+PAIRS = [  # (answer, reference): stemming, punctuation, numbers, repeats, no overlap
+    ("The puffins are nesting on the cliffs.", "Puffins nest on cliffs"),
+    ("Brindlemoor's capital is Hollowmere, founded 1642.", "Hollowmere (founded in 1642)"),
+    ("running runners ran; the generously generous generation", "run runner generous generate"),
+    ("a a a b b", "b a b a"),
+    ("completely different words", "nothing shared here"),
+]
+
+
+def meta(**changes) -> EvalMeta:
+    values = dict(
+        target={"kind": "endpoint", "endpoint": "e"},
+        label="e:blue (m:1)",
+        model="m:1",
+        backend="azure",  # no local registry to look the logged model up in
+        identity="e|blue|m:1",
+        data_path="test.jsonl",
+        data_sha256="0" * 64,
+        rows_total=2,
+        rows_read=2,
+        skipped={},
+        limit=None,
+        temperature=0.0,
+        max_new_tokens=8,
+        top_p=1.0,
+        concurrency=2,
+    )
+    return EvalMeta(**{**values, **changes})
+
+
+def rows() -> list[dict]:
+    base = {"system": "", "history": [], "deployment": "blue", "error": None}
+    return [
+        {**base, "line": 1, "id": "a", "question": "q1", "reference": PAIRS[0][1],
+         "answer": PAIRS[0][0], "latency_s": 0.2, "tokens": 7, "finished": True},
+        {**base, "line": 2, "id": "b", "question": "q2", "reference": PAIRS[1][1],
+         "answer": PAIRS[1][0], "latency_s": 0.4, "tokens": 8, "finished": False},
+    ]  # fmt: skip
+
+
+def test_the_recorder_creates_scores_and_ends_the_run(tmp_path: Path):
+    store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        assert evaluation.run_id == ""  # not waited for: the target answers meanwhile
+        recorder.finish(evaluation, rows(), generation_s=1.5, timings={"generation_s": 1.5})
+        assert evaluation.run_id
+        process = recorder._process
+    assert process.poll() is not None  # it ends with the context
+
+    record = store.get(evaluation.run_id)
+    assert record.state == FINISHED and record.generation_s == 1.5
+    assert [row["line"] for row in record.rows] == [1, 2]
+    assert record.rows[0]["stopped"] == 1.0 and record.rows[1]["stopped"] == 0.0
+    assert record.aggregates["rougeL"]["n"] == 2
+    assert {"waiting_for_recorder_s", "scoring_s", "recording_s"} <= set(record.timings)
+
+    from core.local.tracking import mlflow_client
+
+    client = mlflow_client(store.store_path)
+    run = client.get_run(evaluation.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["max_new_tokens"] == "8"
+    assert run.data.metrics["rougeL"] == pytest.approx(record.aggregates["rougeL"]["value"])
+    artifacts = {item.path for item in client.list_artifacts(evaluation.run_id)}
+    assert artifacts == {"rows.jsonl", "summary.json", "meta.json"}
+
+
+def test_rows_scored_by_the_evaluation_flow_keep_their_scores(tmp_path: Path):
+    store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    answered = rows()
+    answered[0].update(rougeL=0.123, scored_by="pf-run")
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        recorder.finish(evaluation, answered, generation_s=None, timings={})
+    scored = store.get(evaluation.run_id).rows
+    assert scored[0]["rougeL"] == 0.123 and 0 < scored[1]["rougeL"] < 1
+
+
+def test_an_interrupted_evaluation_is_marked_and_resumed_by_the_same_run(tmp_path: Path):
+    store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        recorder.mark(evaluation, INTERRUPTED)
+    assert store.get(evaluation.run_id).state == INTERRUPTED
+    run_id = evaluation.run_id
+    resumed = store.get(run_id).meta
+    resumed.owner = [1.0, 2.0]
+    with Recorder(store.store_path) as recorder:
+        recorder.open(resumed)  # it has a run: running again, not a new one
+        recorder.finish(resumed, rows(), generation_s=1.0, timings={})
+    assert resumed.run_id == run_id and store.get(run_id).state == FINISHED
+    assert store.get(run_id).meta.owner == [1.0, 2.0]  # the resuming process owns it
+
+    from core.local.tracking import mlflow_client
+
+    assert mlflow_client(store.store_path).get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_run_mlflow_refuses_is_one_sentence_and_the_answers_stay(tmp_path: Path):
+    from core.local.tracking import mlflow_client
+
+    store = EvalStore(tmp_path / "store")
+    store.prepare()  # the evaluations' experiment, deleted (in MLflow's UI, say)
+    mlflow_client(store.store_path).delete_experiment(store._experiment_id())
+    evaluation = meta()
+    store.save_meta(evaluation)
+    (store.folder(evaluation) / ANSWERS_FILE).write_text(json.dumps(rows()[0]) + "\n")
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        with pytest.raises(PhiopsError) as caught:
+            recorder.finish(evaluation, rows(), generation_s=1.0, timings={})
+        recorder.mark(evaluation, FAILED)
+    message = str(caught.value)
+    assert message.startswith("the evaluation could not be recorded in MLflow: ")
+    assert "active" in message and "\n" not in message and "Traceback" not in message
+    summary = json.loads((store.folder(evaluation) / "summary.json").read_text())
+    assert summary["state"] == FAILED
+    assert (store.folder(evaluation) / ANSWERS_FILE).read_text().count("\n") == 1
+
+
+def test_a_recorder_that_died_is_one_sentence(tmp_path: Path):
+    store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        recorder._process.kill()
+        with pytest.raises(PhiopsError, match="recorder process stopped"):
+            recorder.finish(evaluation, rows(), generation_s=1.0, timings={})
+
+
+def test_rouge_loads_without_scipy_and_scores_as_rouge_score_does():
+    """The recorder hides SciPy and scikit-learn while nltk loads (they cost ~1.7 s of CPU
+    and ROUGE uses neither); the scores are rouge-score's own, loaded the usual way."""
+    common = "import json, sys; sys.path.insert(0, 'flow/eval'); import eval_metrics as m\n"
+    score = f"print(json.dumps([m.rouge_l(a, r) for a, r in {PAIRS!r}]))\n"
+    hidden = (
+        "from core.eval.recorder import load_rouge; load_rouge()\n"
+        "loaded = sorted(n for n in ('scipy', 'sklearn') if n in sys.modules)\n"
+        "import scipy.stats, sklearn  # afterwards, both import as usual\n"
+        "print(json.dumps(loaded))\n"
+    )
+    results = []
+    for code in (common + score, common + hidden + score):
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        results.append([json.loads(line) for line in result.stdout.splitlines()])
+    usual, (loaded, with_hidden) = results[0][0], results[1]
+    assert loaded == []
+    assert with_hidden == usual
+    assert usual[0] == pytest.approx(8 / 11)  # puffin nest on cliff: precision 4/7, recall 1

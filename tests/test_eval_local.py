@@ -229,6 +229,31 @@ def test_ctrl_c_keeps_the_answers_and_resume_asks_only_the_rest(served):
     assert finished.returncode == 1 and "already finished" in finished.stderr
 
 
+def test_a_run_mlflow_refuses_stops_the_evaluation_early(served):
+    """The run is created while the target answers; refused (the evaluations' experiment
+    deleted in MLflow's UI, say), the evaluation stops at the next answer, not after all
+    of them, with one sentence and the answers kept."""
+    from core.local.tracking import mlflow_client
+
+    folder, _, _ = served
+    store = EvalStore(load_config(folder / "phiops.toml"))
+    store.prepare()
+    client = mlflow_client(store.store_path)
+    experiment = store._experiment_id()
+    before = set(store.root.iterdir())
+    client.delete_experiment(experiment)
+    try:  # the base model talks to max_new_tokens: 24 long answers take a while
+        result = run_phiops("eval", "--base", "--max-new-tokens", "1000", "--no-loss", cwd=folder)
+    finally:
+        client.restore_experiment(experiment)
+    assert result.returncode == 1, result.stderr
+    assert "could not be recorded in MLflow" in result.stderr and "active" in result.stderr
+    assert "Traceback" not in result.stderr
+    (new,) = set(store.root.iterdir()) - before
+    answered = (new / "answers.jsonl").read_text().splitlines()
+    assert 1 <= len(answered) < 24
+
+
 def _wait_for_answers(
     store: EvalStore, before: set[Path], process: subprocess.Popen, at_least: int
 ) -> Path:

@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 
 from core.errors import PhiopsError
-from core.eval.recorder import Recorder
-from core.eval.results import ANSWERS_FILE, FAILED, FINISHED, INTERRUPTED, EvalMeta, EvalStore
+from core.eval.recorder import COMPLETED_FILE, Recorder
+from core.eval.results import (
+    ANSWERS_FILE,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    EvalMeta,
+    EvalStore,
+    write_rows,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +67,19 @@ def rows() -> list[dict]:
     ]  # fmt: skip
 
 
+def finish(
+    recorder: Recorder,
+    store: EvalStore,
+    evaluation: EvalMeta,
+    answered: list[dict],
+    generation_s: float | None = 1.0,
+) -> None:
+    timings = {"generation_s": generation_s} if generation_s else {}
+    recorder.finish(
+        evaluation, store.folder(evaluation), answered, generation_s=generation_s, timings=timings
+    )
+
+
 def test_the_recorder_creates_scores_and_ends_the_run(tmp_path: Path):
     store = EvalStore(tmp_path / "store")
     evaluation = meta()
@@ -66,7 +87,7 @@ def test_the_recorder_creates_scores_and_ends_the_run(tmp_path: Path):
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
         assert evaluation.run_id == ""  # not waited for: the target answers meanwhile
-        recorder.finish(evaluation, rows(), generation_s=1.5, timings={"generation_s": 1.5})
+        finish(recorder, store, evaluation, rows(), generation_s=1.5)
         assert evaluation.run_id
         process = recorder._process
     assert process.poll() is not None  # it ends with the context
@@ -88,6 +109,22 @@ def test_the_recorder_creates_scores_and_ends_the_run(tmp_path: Path):
     assert artifacts == {"rows.jsonl", "summary.json", "meta.json"}
 
 
+def test_files_in_the_working_directory_are_not_imported(tmp_path, monkeypatch):
+    """A project may hold a json.py or mlflow.py: the recorder imports none of them."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("json", "mlflow", "core"):
+        (project / f"{name}.py").write_text("raise SystemExit('imported from the project')\n")
+    monkeypatch.chdir(project)
+    store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        finish(recorder, store, evaluation, rows())
+    assert store.get(evaluation.run_id).state == FINISHED
+
+
 def test_rows_scored_by_the_evaluation_flow_keep_their_scores(tmp_path: Path):
     store = EvalStore(tmp_path / "store")
     evaluation = meta()
@@ -96,7 +133,7 @@ def test_rows_scored_by_the_evaluation_flow_keep_their_scores(tmp_path: Path):
     answered[0].update(rougeL=0.123, scored_by="pf-run")
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
-        recorder.finish(evaluation, answered, generation_s=None, timings={})
+        finish(recorder, store, evaluation, answered, generation_s=None)
     scored = store.get(evaluation.run_id).rows
     assert scored[0]["rougeL"] == 0.123 and 0 < scored[1]["rougeL"] < 1
 
@@ -114,7 +151,7 @@ def test_an_interrupted_evaluation_is_marked_and_resumed_by_the_same_run(tmp_pat
     resumed.owner = [1.0, 2.0]
     with Recorder(store.store_path) as recorder:
         recorder.open(resumed)  # it has a run: running again, not a new one
-        recorder.finish(resumed, rows(), generation_s=1.0, timings={})
+        finish(recorder, store, resumed, rows())
     assert resumed.run_id == run_id and store.get(run_id).state == FINISHED
     assert store.get(run_id).meta.owner == [1.0, 2.0]  # the resuming process owns it
 
@@ -135,7 +172,7 @@ def test_a_run_mlflow_refuses_is_one_sentence_and_the_answers_stay(tmp_path: Pat
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
         with pytest.raises(PhiopsError) as caught:
-            recorder.finish(evaluation, rows(), generation_s=1.0, timings={})
+            finish(recorder, store, evaluation, rows())
         recorder.mark(evaluation, FAILED)
     message = str(caught.value)
     assert message.startswith("the evaluation could not be recorded in MLflow: ")
@@ -145,15 +182,57 @@ def test_a_run_mlflow_refuses_is_one_sentence_and_the_answers_stay(tmp_path: Pat
     assert (store.folder(evaluation) / ANSWERS_FILE).read_text().count("\n") == 1
 
 
-def test_a_recorder_that_died_is_one_sentence(tmp_path: Path):
+def test_a_recorder_that_died_is_one_sentence_and_the_answers_stay(tmp_path: Path):
     store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    (store.folder(evaluation) / ANSWERS_FILE).write_text(json.dumps(rows()[0]) + "\n")
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        recorder._process.kill()
+        with pytest.raises(PhiopsError) as caught:
+            finish(recorder, store, evaluation, rows())
+    assert str(caught.value) == "the evaluation's recorder process stopped (signal 9)"
+    assert (store.folder(evaluation) / ANSWERS_FILE).read_text().count("\n") == 1
+
+
+def test_ctrl_c_while_the_run_is_recorded_leaves_it_finished(tmp_path: Path):
+    """The wait for `finish` interrupted (the request sent, its reply not read): the
+    interruption's `mark` is answered after the finish, which stands."""
+    store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    write_rows(store.folder(evaluation) / COMPLETED_FILE, rows())
+    with Recorder(store.store_path) as recorder:
+        recorder.open(evaluation)
+        recorder._send("finish", evaluation, generation_s=1.0, timings={}, sent_at=0.0)
+        assert recorder.mark(evaluation, INTERRUPTED) == FINISHED
+    record = store.get(evaluation.run_id)
+    assert record.state == FINISHED and record.aggregates["rougeL"]["n"] == 2
+    assert not (store.folder(evaluation) / COMPLETED_FILE).exists()
+
+
+def test_a_refused_run_is_seen_while_the_target_answers(tmp_path: Path):
+    """`poll`, called as each answer arrives, raises the refusal once it has come."""
+    import time
+
+    from core.local.tracking import mlflow_client
+
+    store = EvalStore(tmp_path / "store")
+    store.prepare()
+    mlflow_client(store.store_path).delete_experiment(store._experiment_id())
     evaluation = meta()
     store.save_meta(evaluation)
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
-        recorder._process.kill()
-        with pytest.raises(PhiopsError, match="recorder process stopped"):
-            recorder.finish(evaluation, rows(), generation_s=1.0, timings={})
+        deadline = time.monotonic() + 300  # catches a hang only
+        with pytest.raises(PhiopsError, match=r"could not be recorded in MLflow: .*active"):
+            while time.monotonic() < deadline:
+                recorder.poll()
+                time.sleep(0.05)
+        assert recorder.mark(evaluation, FAILED) == FAILED  # the refusal is raised once
+    summary = json.loads((store.folder(evaluation) / "summary.json").read_text())
+    assert summary["state"] == FAILED
 
 
 def test_rouge_loads_without_scipy_and_scores_as_rouge_score_does():
@@ -167,14 +246,18 @@ def test_rouge_loads_without_scipy_and_scores_as_rouge_score_does():
         "import scipy.stats, sklearn  # afterwards, both import as usual\n"
         "print(json.dumps(loaded))\n"
     )
+    fallback = (  # an nltk that needed what is hidden: loaded again, the usual way
+        "import core.eval.recorder as r; r.NOT_FOR_ROUGE = ('numpy',); r.load_rouge()\n"
+        "print(json.dumps([]))\n"
+    )
     results = []
-    for code in (common + score, common + hidden + score):
+    for code in (common + score, common + hidden + score, common + fallback + score):
         result = subprocess.run(
             [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
         )
         assert result.returncode == 0, result.stderr
         results.append([json.loads(line) for line in result.stdout.splitlines()])
-    usual, (loaded, with_hidden) = results[0][0], results[1]
+    usual, (loaded, with_hidden), (_, with_fallback) = results[0][0], results[1], results[2]
     assert loaded == []
-    assert with_hidden == usual
+    assert with_hidden == usual and with_fallback == usual
     assert usual[0] == pytest.approx(8 / 11)  # puffin nest on cliff: precision 4/7, recall 1

@@ -242,8 +242,12 @@ class EvalStore:
         summary["timings"]["recording_s"] = round(time.perf_counter() - started, 3)
         write_text_atomic(self.folder(meta) / SUMMARY_FILE, json.dumps(summary, indent=2))
 
-    def mark(self, meta: EvalMeta, state: str) -> None:
-        """Record an interrupted or failed evaluation (its rows stay for --resume)."""
+    def mark(self, meta: EvalMeta, state: str, *, force: bool = False) -> str:
+        """Record an interrupted or failed evaluation (its rows stay for --resume); the
+        state it ended in: one that finished (Ctrl-C came as it was recorded) stays so,
+        unless `force` (its recording failed halfway)."""
+        if not force and self._record(meta, rows=False).state == FINISHED:
+            return FINISHED
         write_text_atomic(
             self.folder(meta) / SUMMARY_FILE,
             json.dumps({"state": state, "ended_at": time.time()}, indent=2),
@@ -254,6 +258,7 @@ class EvalStore:
             self.client.log_batch(meta.run_id, tags=[RunTag(STATE_TAG, state)])
             status = "KILLED" if state == INTERRUPTED else "FAILED"
             self.client.set_terminated(meta.run_id, status=status)
+        return state
 
     def reopen(self, meta: EvalMeta) -> None:
         """A resumed evaluation's run is running again."""

@@ -305,13 +305,15 @@ class Evaluation:
         clock = Clock(self._started)
         try:
             clock.lap("before_generation_s")
-            generation_s = self._answer(target, meta, cases, rows, options)
+            generation_s = self._answer(target, meta, cases, rows, options, recorder)
             clock.lap("generation_s")
             self._complete(target, meta, rows, options)
             clock.lap("completing_rows_s")
-            recorder.finish(meta, rows, generation_s=generation_s, timings=clock.laps)
+            folder = self.store.folder(meta)
+            recorder.finish(meta, folder, rows, generation_s=generation_s, timings=clock.laps)
         except (KeyboardInterrupt, asyncio.CancelledError, Stopped):
-            self._settle(meta, recorder, INTERRUPTED)
+            if self._settle(meta, recorder, INTERRUPTED) == FINISHED:
+                return self.store.get(meta.run_id)  # Ctrl-C came as it was being recorded
             raise EvalInterrupted(meta.run_id, len(rows), total) from None
         except TargetFailed as failure:
             self._settle(meta, recorder, FAILED)
@@ -331,12 +333,13 @@ class Evaluation:
         cases: list[Case],
         rows: list[dict[str, Any]],
         options: EvalOptions,
+        recorder: Recorder,
     ) -> float | None:
         """Ask the target; every answer goes into `rows` (and the answers file) at once."""
         if not cases:
             return None
         if options.engine != "promptflow":
-            return self._generate(target, meta, cases, rows, options.params)
+            return self._generate(target, meta, cases, rows, options.params, recorder)
         from core.eval.pfbatch import generate_with_promptflow
         from core.eval.results import RowWriter
 
@@ -376,6 +379,7 @@ class Evaluation:
         cases: list[Case],
         rows: list[dict[str, Any]],
         params: Params,
+        recorder: Recorder,
     ) -> float:
         from core.eval.results import RowWriter
 
@@ -385,6 +389,7 @@ class Evaluation:
             rows.append(row_of(generated))
             writer.write(rows[-1])
             self.advance(len(rows), meta.rows_total)
+            recorder.poll()  # a run MLflow refused stops the evaluation now, not at the end
 
         try:
             return run_generation(
@@ -393,11 +398,14 @@ class Evaluation:
         finally:
             writer.close()
 
-    def _settle(self, meta: EvalMeta, recorder: Recorder, state: str) -> None:
+    def _settle(self, meta: EvalMeta, recorder: Recorder, state: str) -> str:
+        """Mark the evaluation `state` (unless it finished meanwhile); the state it has."""
+        self.say(f"marking the evaluation {state}; its answers are kept")
         try:
-            recorder.mark(meta, state)
+            return recorder.mark(meta, state)
         except PhiopsError as error:  # the answers are on disk either way
             self.say(str(error))
+            return state
 
     def _model_dir(self, target: Resolved) -> Path | None:
         if target.model_dir is not None:

@@ -331,3 +331,51 @@ def test_pf_flow_test_in_a_phiops_project_leaves_no_trace_service(
     finally:
         for line in promptflow_processes(str(home)):
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
+
+
+def test_stopping_flow_servers_forgets_each_record_before_its_server(tmp_path: Path) -> None:
+    """A foreground `phiops flow serve` tells "stopped by `flow stop` or `down`" from a crash
+    by its record being gone when its server ends. `down` removed the record after the
+    server had ended, so the foreground command could remove it first and exit 1 ("the flow
+    server stopped with exit code -15"), as a loaded CI machine showed."""
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from core.chat.flowserve import FlowServerRecord, records_dir, stop_flow_servers
+
+    config = SimpleNamespace(store_path=tmp_path / "store")
+    folder = records_dir(config)
+    folder.mkdir(parents=True)
+    seen = tmp_path / "record-at-sigterm"
+    code = (  # a stand-in server: on SIGTERM, says whether its record still exists
+        "import os, signal, sys, time\n"
+        "record = os.path.join(sys.argv[1], f'{os.getpid()}.json')\n"
+        "def on_term(*_):\n"
+        "    open(sys.argv[2], 'w').write(str(os.path.exists(record)))\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder), str(seen)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline() == "ready\n"
+        record = FlowServerRecord(
+            pid=server.pid,
+            url="http://127.0.0.1:9",
+            started_at=time.time(),
+            create_time=psutil.Process(server.pid).create_time(),
+            log="",
+            detached=False,
+            parent=os.getpid(),
+        )
+        (folder / f"{server.pid}.json").write_text(json.dumps(record.to_dict()))
+        stopped = stop_flow_servers(config, timeout=60)
+        assert [found.pid for found in stopped] == [server.pid]
+        assert server.wait(60) == 0 and seen.read_text() == "False"
+    finally:
+        if server.poll() is None:
+            server.kill()

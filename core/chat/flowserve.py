@@ -407,6 +407,10 @@ def stop_flow_servers(
     """
     stopped = []
     for path, record in _read_records(config):
+        # The record goes first: a foreground server's command, seeing its server end,
+        # then finds it gone and knows `flow stop` or `down` stopped it (not a crash).
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
         if record is not None and _alive(record):
             _terminate(record.pid, timeout)
             stopped.append(record)
@@ -417,6 +421,4 @@ def stop_flow_servers(
             if problems is not None:
                 done = f"; stopped the flow server it named (pid {pid})" if pid else ""
                 problems.append(f"the flow server record {path} cannot be read{done}")
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
     return stopped

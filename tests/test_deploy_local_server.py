@@ -242,6 +242,10 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(trained_model_dir) -
     from core.serving.process import start_scoring_server
 
     server = start_scoring_server(trained_model_dir, keys=[KEY])
+    # Its own process group: a terminal's Ctrl-C reaches only its parent, which stops it.
+    # In the parent's group, `phiops eval --base` interrupted at a terminal lost its server
+    # to the same signal and failed ("cannot reach the endpoint") instead of interrupting.
+    assert os.getpgid(server.pid) == server.pid != os.getpgid(0)
     try:
         body = {"input_data": ["Hi"], "params": {"max_new_tokens": 150, "min_new_tokens": 150}}
         result: dict[str, httpx.Response] = {}

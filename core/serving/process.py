@@ -69,6 +69,9 @@ def spawn(
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=detached,
+                # Not detached, still a group of its own: a terminal's Ctrl-C is for the
+                # parent, which stops it (see start_scoring_server).
+                process_group=None if detached else 0,
                 pass_fds=(secrets_fd,),
             )
     finally:
@@ -250,7 +253,10 @@ def start_scoring_server(
 ) -> ScoringServer:
     """Start a scoring server for `model_dir` and return once its readiness probe is 200.
 
-    The server stops with its parent process; keys reach it through the environment.
+    The server stops with its parent process; keys reach it on a pipe. It
+    runs in a process group of its own, so a terminal's Ctrl-C reaches only the parent,
+    which then stops it: sharing the signal, it died under requests the parent was still
+    waiting on (an interrupted `phiops eval --base` failed instead of interrupting).
     Fails with one sentence (and the end of its log) if it exits or is not ready in time.
     """
     from core.serving.modelfiles import find_model_files

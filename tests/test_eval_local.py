@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,8 +98,6 @@ def test_the_process_asking_the_target_never_loads_mlflow_or_rouge(served):
     """MLflow with its SQL store and ROUGE's nltk take ~3.5 s of CPU to load; they load in
     the evaluation's recorder process, not in the one whose requests the target answers
     (loaded there, they held its GIL and a local server's CPU: issue 18's throughput)."""
-    import sys
-
     folder, _, _ = served
     heavy = ["mlflow", "sqlalchemy", "alembic", "nltk", "rouge_score", "scipy", "sklearn"]
     code = (
@@ -177,6 +176,15 @@ def test_skipped_rows_are_counted_and_a_stopped_endpoint_is_one_sentence(served,
         backend.endpoint_control().start(ENDPOINT)
 
 
+# Run a command with Ctrl-C's default action, as at a terminal's prompt. Under nohup or as
+# a background job (a CI runner may be either) SIGINT is inherited ignored, and Python
+# keeps ignoring it: the command would never be interrupted.
+TERMINAL_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def test_ctrl_c_keeps_the_answers_and_resume_asks_only_the_rest(served):
     """The base model (random weights) talks to max_new_tokens: slow enough to interrupt.
     The signal goes to the process group, as a terminal sends it: the recorder process
@@ -187,6 +195,9 @@ def test_ctrl_c_keeps_the_answers_and_resume_asks_only_the_rest(served):
     before = set(store.root.iterdir()) if store.root.is_dir() else set()
     process = subprocess.Popen(
         [
+            sys.executable,
+            "-c",
+            TERMINAL_SIGINT,
             str(BIN / "phiops"),
             "eval",
             "--base",

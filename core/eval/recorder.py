@@ -64,10 +64,9 @@ class Recorder:
     turn). A context manager; the process ends with it."""
 
     def __init__(self, store_path: Path) -> None:
-        from core.serving.process import PRIVATE_ENV, REPO_ROOT
+        from core.serving.process import child_env
 
-        env = {name: value for name, value in os.environ.items() if name not in PRIVATE_ENV}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env = child_env()
         env["PYTHONUNBUFFERED"] = "1"  # its log is read when it dies
         env["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"  # a reply means it is written
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  closed by close()

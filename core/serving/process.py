@@ -43,6 +43,14 @@ def log_tail(path: Path | None, lines: int = 8) -> str:
     return "\n".join(kept[-lines:])
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment for a phiops child: no keys (they go on pipes), and
+    this repository importable."""
+    env = {name: value for name, value in os.environ.items() if name not in PRIVATE_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def spawn(
     module: str,
     args: list[str],
@@ -55,9 +63,8 @@ def spawn(
     from core.serving.secretpipe import SECRETS_FD_FLAG, secret_pipe
 
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = {name: value for name, value in os.environ.items() if name not in PRIVATE_ENV}
+    env = child_env()
     env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     secrets_fd = secret_pipe({"keys": list(keys)})
     try:
         with open_private_log(log_file) as log:

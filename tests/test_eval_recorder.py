@@ -57,6 +57,14 @@ def meta(**changes) -> EvalMeta:
     return EvalMeta(**{**values, **changes})
 
 
+def saved(tmp_path: Path) -> tuple[EvalStore, EvalMeta]:
+    """A store and an evaluation whose folder holds its meta, as the runner leaves them."""
+    store = EvalStore(tmp_path / "store")
+    evaluation = meta()
+    store.save_meta(evaluation)
+    return store, evaluation
+
+
 def rows() -> list[dict]:
     base = {"system": "", "history": [], "deployment": "blue", "error": None}
     return [
@@ -81,9 +89,7 @@ def finish(
 
 
 def test_the_recorder_creates_scores_and_ends_the_run(tmp_path: Path):
-    store = EvalStore(tmp_path / "store")
-    evaluation = meta()
-    store.save_meta(evaluation)
+    store, evaluation = saved(tmp_path)
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
         assert evaluation.run_id == ""  # not waited for: the target answers meanwhile
@@ -116,9 +122,7 @@ def test_files_in_the_working_directory_are_not_imported(tmp_path, monkeypatch):
     for name in ("json", "mlflow", "core"):
         (project / f"{name}.py").write_text("raise SystemExit('imported from the project')\n")
     monkeypatch.chdir(project)
-    store = EvalStore(tmp_path / "store")
-    evaluation = meta()
-    store.save_meta(evaluation)
+    store, evaluation = saved(tmp_path)
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
         finish(recorder, store, evaluation, rows())
@@ -126,9 +130,7 @@ def test_files_in_the_working_directory_are_not_imported(tmp_path, monkeypatch):
 
 
 def test_rows_scored_by_the_evaluation_flow_keep_their_scores(tmp_path: Path):
-    store = EvalStore(tmp_path / "store")
-    evaluation = meta()
-    store.save_meta(evaluation)
+    store, evaluation = saved(tmp_path)
     answered = rows()
     answered[0].update(rougeL=0.123, scored_by="pf-run")
     with Recorder(store.store_path) as recorder:
@@ -139,9 +141,7 @@ def test_rows_scored_by_the_evaluation_flow_keep_their_scores(tmp_path: Path):
 
 
 def test_an_interrupted_evaluation_is_marked_and_resumed_by_the_same_run(tmp_path: Path):
-    store = EvalStore(tmp_path / "store")
-    evaluation = meta()
-    store.save_meta(evaluation)
+    store, evaluation = saved(tmp_path)
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
         recorder.mark(evaluation, INTERRUPTED)
@@ -163,11 +163,9 @@ def test_an_interrupted_evaluation_is_marked_and_resumed_by_the_same_run(tmp_pat
 def test_a_run_mlflow_refuses_is_one_sentence_and_the_answers_stay(tmp_path: Path):
     from core.local.tracking import mlflow_client
 
-    store = EvalStore(tmp_path / "store")
+    store, evaluation = saved(tmp_path)
     store.prepare()  # the evaluations' experiment, deleted (in MLflow's UI, say)
     mlflow_client(store.store_path).delete_experiment(store._experiment_id())
-    evaluation = meta()
-    store.save_meta(evaluation)
     (store.folder(evaluation) / ANSWERS_FILE).write_text(json.dumps(rows()[0]) + "\n")
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
@@ -183,9 +181,7 @@ def test_a_run_mlflow_refuses_is_one_sentence_and_the_answers_stay(tmp_path: Pat
 
 
 def test_a_recorder_that_died_is_one_sentence_and_the_answers_stay(tmp_path: Path):
-    store = EvalStore(tmp_path / "store")
-    evaluation = meta()
-    store.save_meta(evaluation)
+    store, evaluation = saved(tmp_path)
     (store.folder(evaluation) / ANSWERS_FILE).write_text(json.dumps(rows()[0]) + "\n")
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
@@ -199,9 +195,7 @@ def test_a_recorder_that_died_is_one_sentence_and_the_answers_stay(tmp_path: Pat
 def test_ctrl_c_while_the_run_is_recorded_leaves_it_finished(tmp_path: Path):
     """The wait for `finish` interrupted (the request sent, its reply not read): the
     interruption's `mark` is answered after the finish, which stands."""
-    store = EvalStore(tmp_path / "store")
-    evaluation = meta()
-    store.save_meta(evaluation)
+    store, evaluation = saved(tmp_path)
     write_rows(store.folder(evaluation) / COMPLETED_FILE, rows())
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
@@ -218,11 +212,9 @@ def test_a_refused_run_is_seen_while_the_target_answers(tmp_path: Path):
 
     from core.local.tracking import mlflow_client
 
-    store = EvalStore(tmp_path / "store")
+    store, evaluation = saved(tmp_path)
     store.prepare()
     mlflow_client(store.store_path).delete_experiment(store._experiment_id())
-    evaluation = meta()
-    store.save_meta(evaluation)
     with Recorder(store.store_path) as recorder:
         recorder.open(evaluation)
         deadline = time.monotonic() + 300  # catches a hang only
